@@ -1,0 +1,32 @@
+"""finebert: fine-tune BERT-family encoders for text classification.
+
+    import finebert
+    clf = finebert.train("reviews.csv", output="model/")    # -> Classifier
+    clf = finebert.Classifier.load("model/")
+    clf.predict("I really enjoyed the movie!")             # -> "positive"
+    clf.predict_proba(["great", "awful"])                  # -> array (2, n_classes)
+
+Importing finebert is cheap: torch and transformers load on first use.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["train", "evaluate", "Classifier", "TrainConfig", "FinebertError", "__version__"]
+
+from finebert.config import TrainConfig
+from finebert.errors import FinebertError
+
+
+def __getattr__(name):  # lazy: `finebert.Classifier` imports torch only when touched
+    if name == "Classifier":
+        from finebert.inference import Classifier
+
+        return Classifier
+    if name == "train":
+        from finebert.training import train
+
+        return train
+    if name == "evaluate":
+        from finebert.evaluation import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'finebert' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from finebert.cli import main
+
+main()

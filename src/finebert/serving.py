@@ -1,0 +1,166 @@
+"""Stage 9, serving: an HTTP API (FastAPI) and a web page over a Classifier.
+
+    POST /predict  {"texts": ["...", ...]}  ->  {"predictions": [{"text", "label", "confidence", "probabilities"}]}
+    GET  /health   liveness;  GET /info  labels, backbone, metrics, engine;  GET /  a web page;  /docs  OpenAPI
+
+Micro-batching: concurrent requests wait a few milliseconds in a queue and are scored as one batch by
+a single model thread, so throughput grows with concurrency. Bad requests get a 4xx with
+{"error": "..."} and the server keeps serving.
+"""
+
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from finebert.errors import MissingExtraError
+
+
+@dataclass
+class Limits:
+    max_texts: int = 64  # texts per request
+    max_chars: int = 10_000  # characters per text
+    max_body_bytes: int = 1_000_000  # request body size
+    max_batch: int = 128  # texts scored together by the model
+    wait_ms: float = 3.0  # how long the first request in a batch waits for company
+
+
+class MicroBatcher:
+    """Gathers concurrent requests into batches and scores each batch on one worker thread."""
+
+    def __init__(self, classifier, limits: Limits):
+        self.classifier, self.limits = classifier, limits
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    async def predict(self, texts: list[str]):
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((texts, future))
+        return await future
+
+    async def run(self):
+        while True:
+            pending = [await self.queue.get()]
+            size = len(pending[0][0])
+            deadline = asyncio.get_running_loop().time() + self.limits.wait_ms / 1000
+            while size < self.limits.max_batch:
+                timeout = deadline - asyncio.get_running_loop().time()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+                pending.append(item)
+                size += len(item[0])
+            texts = [t for request, _ in pending for t in request]
+            try:
+                results = await asyncio.to_thread(self.classifier.classify, texts)
+            except Exception as e:  # a model failure fails these requests, not the server
+                for _, future in pending:
+                    future.set_exception(e)
+                continue
+            start = 0
+            for request, future in pending:
+                future.set_result(results[start:start + len(request)])
+                start += len(request)
+
+
+def create_app(classifier, *, api_key: str | None = None, limits: Limits | None = None):
+    """The FastAPI application for `classifier`."""
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import HTMLResponse, JSONResponse
+        from pydantic import BaseModel
+    except ImportError:
+        raise MissingExtraError("fastapi", "serve") from None
+
+    limits = limits or Limits()
+
+    class PredictRequest(BaseModel):
+        texts: list[str]
+
+    def error(status: int, message: str):
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def lifespan(app):
+        batcher = MicroBatcher(classifier, limits)
+        worker = asyncio.create_task(batcher.run())
+        app.state.batcher = batcher
+        yield
+        worker.cancel()
+
+    app = FastAPI(title="finebert", version=_version(), lifespan=lifespan,
+                  description=f"Text classification with labels: {', '.join(classifier.labels)}")
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request, exc):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error(422, f"invalid request body{' at ' + where if where else ''}: {first.get('msg', 'malformed')}; "
+                          'send {"texts": ["..."]}')
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limits.max_body_bytes:
+            return error(413, f"request body is {length} bytes; the limit is {limits.max_body_bytes}")
+        if api_key and request.url.path in ("/predict", "/info"):
+            given = request.headers.get("x-api-key", "")
+            if not secrets.compare_digest(given.encode(), api_key.encode()):
+                return error(401, "missing or wrong API key; send it in the X-API-Key header")
+        return await call_next(request)
+
+    @app.post("/predict")
+    async def predict(body: PredictRequest):
+        texts = body.texts
+        if not texts:
+            return error(422, 'texts is empty; send {"texts": ["..."]} with at least one text')
+        if len(texts) > limits.max_texts:
+            return error(413, f"{len(texts)} texts in one request; the limit is {limits.max_texts}, split the request")
+        for i, text in enumerate(texts):
+            if not text.strip():
+                return error(422, f"texts[{i}] is empty; send non-empty texts")
+            if len(text) > limits.max_chars:
+                return error(413, f"texts[{i}] has {len(text)} characters; the limit is {limits.max_chars}")
+        predictions = await app.state.batcher.predict(texts)
+        return {"predictions": [p.to_dict() for p in predictions]}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info():
+        return {"labels": classifier.labels, "backbone": classifier.config.model, "engine": classifier.engine.name,
+                "metrics": classifier.metrics, "max_length": classifier.config.max_length,
+                "limits": {"max_texts": limits.max_texts, "max_chars": limits.max_chars,
+                           "max_body_bytes": limits.max_body_bytes}}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page():
+        return (files("finebert") / "page.html").read_text(encoding="utf-8")
+
+    return app
+
+
+def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          engine: str = "auto", limits: Limits | None = None) -> None:
+    """Loads the model and serves it until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise MissingExtraError("uvicorn", "serve") from None
+    from finebert.inference import Classifier
+
+    classifier = Classifier.load(model, engine=engine)
+    app = create_app(classifier, api_key=api_key, limits=limits)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _version() -> str:
+    from finebert import __version__
+
+    return __version__

@@ -1,0 +1,194 @@
+"""Stage 4, training: fine-tune every weight of the encoder and the head with cross-entropy.
+
+Our own loop, fast by design on CPUs: texts are tokenized once; batches are built from length buckets
+(shuffled, so order stays random) and padded only to their own longest text; bf16 autocast where the
+hardware has bf16 arithmetic; fused AdamW with linear warmup and decay; gradient clipping; validation
+after each epoch, keeping the best weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from finebert.config import TrainConfig, resolve_backbone
+from finebert.data import (Dataset, check_trainable, label_vocabulary, read_dataset, sample_dataset,
+                           stratified_split)
+from finebert.errors import DataError
+from finebert.inference import Classifier, TorchEngine, check_output_folder, score_sequences
+from finebert.tokenization import Tokenizer
+
+
+def train(data: str | Path | Dataset | None = None, *, output: str | Path | None = None,
+          validation: str | Path | Dataset | None = None, config: TrainConfig | None = None,
+          quiet: bool = False, on_step: Callable[[int, float], None] | None = None, **settings) -> Classifier:
+    """Fine-tunes a classifier on `data` (a file path, a Dataset, or None for the built-in sample).
+
+    Settings are TrainConfig fields, given as `config=` or as keywords (`epochs=2`). With `output`, the
+    model folder is written there (atomically). `on_step(step, loss)` is called after every step.
+    """
+    config = dataclasses.replace(config or TrainConfig(), **settings)
+    train_set = _as_dataset(data, config)
+    check_trainable(train_set)
+    raw_labels, label_ids = label_vocabulary(train_set.labels)
+    names, _ = label_vocabulary(train_set.labels, config.label_names)
+    if data is None and config.label_names is None:
+        from finebert.data import SAMPLE_LABEL_NAMES
+
+        names = SAMPLE_LABEL_NAMES
+    y = np.array([label_ids[label] for label in train_set.labels])
+
+    if validation is not None:
+        val_set = _as_dataset(validation, config)
+        unknown = sorted(set(val_set.labels) - set(label_ids))
+        if unknown:
+            raise DataError(f"{val_set.source}: label {unknown[0]!r} does not occur in the training data "
+                            f"({', '.join(raw_labels)}); use the same labels in both files")
+        val_texts, val_y = val_set.texts, np.array([label_ids[label] for label in val_set.labels])
+        train_idx = np.arange(len(y))
+    else:
+        train_idx, val_idx = stratified_split(y.tolist(), config.validation_split, config.validation_max_rows, config.seed)
+        val_texts, val_y = [train_set.texts[i] for i in val_idx], y[val_idx]
+    if output is not None:
+        check_output_folder(Path(output))  # refuse before spending minutes on training
+
+    import torch
+
+    from finebert.model import bf16_supported, build_model, default_device
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    backbone = resolve_backbone(config.model)
+    tokenizer = Tokenizer(backbone, config.max_length)
+    sequences = tokenizer.encode([train_set.texts[i] for i in train_idx])
+    lengths = np.array([len(s) for s in sequences])
+    targets = y[train_idx]
+    val_sequences = tokenizer.encode(val_texts) if len(val_texts) else []
+
+    device = default_device()
+    model = build_model(backbone, len(raw_labels), pooling=config.pooling, dropout=config.dropout).to(device)
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_supported(device))
+    steps_per_epoch = math.ceil(len(sequences) / config.batch_size)
+    total_steps = max(1, round(config.epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate, fused=True)
+    warmup = round(config.warmup_ratio * total_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    engine = TorchEngine(model, device)
+    sources = {"train": _path_of(data), "validation": _path_of(validation)}
+    classifier = Classifier(engine, tokenizer, names, raw_labels=raw_labels, config=config, sources=sources)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps * config.batch_size, unit="ex", smoothing=0, disable=quiet, desc="training")
+    start, step, history, best = time.perf_counter(), 0, [], None
+    while step < total_steps:
+        epoch = step // steps_per_epoch + 1
+        model.train()
+        for batch in bucketed_batches(lengths, config.batch_size, rng):
+            ids, mask = tokenizer.pad([sequences[i] for i in batch])  # (B, T) each
+            ids, mask = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+            labels = torch.from_numpy(targets[batch]).to(device)  # (B,)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(ids, mask)  # (B, C)
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss_value = loss.item()
+            bar.update(len(batch))
+            bar.set_postfix(epoch=epoch, loss=f"{loss_value:.4f}")
+            if on_step:
+                on_step(step, loss_value)
+            out_of_time = config.max_time is not None and time.perf_counter() - start > config.max_time
+            if step >= total_steps or out_of_time:
+                break
+        record = {"epoch": epoch, "step": step, "loss": round(loss_value, 4),
+                  "seconds": round(time.perf_counter() - start, 1)}
+        if len(val_sequences):
+            logits = score_sequences(engine, tokenizer, val_sequences, config.eval_batch_size)  # (N, C)
+            record["val_accuracy"] = round(float((logits.argmax(1) == val_y).mean()), 4)
+            if best is None or record["val_accuracy"] > best[0]:
+                best = (record["val_accuracy"], {k: v.detach().clone() for k, v in model.state_dict().items()})
+        history.append(record)
+        bar.write(_describe(record)) if not quiet else None
+        if out_of_time:
+            history[-1]["stopped"] = "max_time"
+            break
+    bar.close()
+    if best is not None:
+        model.load_state_dict(best[1])
+    model.eval()
+    elapsed = time.perf_counter() - start
+    classifier.history = history
+    classifier.metrics = {"train_seconds": round(elapsed, 1), "train_examples": len(sequences),
+                          "train_examples_per_second": round(step * config.batch_size / elapsed, 1),
+                          "precision": "bf16" if use_bf16 else "fp32", "device": device.type}
+    if best is not None:
+        classifier.metrics["val_accuracy"] = best[0]
+        classifier.metrics["val_examples"] = len(val_sequences)
+    if output is not None:
+        classifier.save(output)
+    return classifier
+
+
+def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Random batches of similar length: shuffle, sort within windows of 50 batches, shuffle the batches."""
+    order = rng.permutation(len(lengths))
+    window = batch_size * 50
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start:start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def _param_groups(model, config: TrainConfig) -> list[dict]:
+    """AdamW groups: no weight decay on biases and LayerNorm; layer-wise learning-rate decay downwards."""
+    layers = getattr(model.encoder.config, "num_hidden_layers", 0)
+    groups: dict[tuple, list] = {}
+    for name, param in model.named_parameters():
+        depth = _layer_depth(name, layers)  # 0 = embeddings, layers + 1 = head
+        decay = 0.0 if param.ndim == 1 else config.weight_decay
+        lr = config.learning_rate * config.layer_lr_decay ** (layers + 1 - depth)
+        groups.setdefault((lr, decay), []).append(param)
+    return [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
+
+
+def _layer_depth(name: str, layers: int) -> int:
+    if not name.startswith("encoder."):
+        return layers + 1
+    parts = name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part in ("layer", "layers") and parts[i + 1].isdigit():
+            return int(parts[i + 1]) + 1
+    return 0 if "embeddings" in name else layers + 1
+
+
+def _as_dataset(data, config: TrainConfig) -> Dataset:
+    if data is None:
+        return sample_dataset()
+    if isinstance(data, Dataset):
+        return data
+    return read_dataset(data, text_column=config.text_column, label_column=config.label_column)
+
+
+def _path_of(data) -> str | None:
+    return str(Path(data).resolve()) if isinstance(data, (str, Path)) else None
+
+
+def _describe(record: dict) -> str:
+    text = f"epoch {record['epoch']}: loss {record['loss']:.4f}"
+    if "val_accuracy" in record:
+        text += f", validation accuracy {record['val_accuracy']:.4f}"
+    return text + f" ({record['seconds']:.0f}s)"

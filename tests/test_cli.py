@@ -1,0 +1,86 @@
+"""The real console script in a subprocess: output, exit codes, one-line errors, nothing half-written."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import write_csv
+
+FINEBERT = str(Path(sys.executable).parent / "finebert")
+
+
+def run(*args, stdin=None):
+    return subprocess.run([FINEBERT, *map(str, args)], capture_output=True, text=True, input=stdin, timeout=300)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys; from finebert.cli import app; from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0 and 'train' in r.output; "
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    assert run("--help").returncode == 0
+
+
+def test_tokenize_text_and_json():
+    result = run("tokenize", "The movie was absolutely fantastic!", "--max-length", "10")
+    assert result.returncode == 0
+    assert "[CLS] the movie was absolutely fantastic ! [SEP] [PAD] [PAD]" in result.stdout
+    assert "attention_mask: 1 1 1 1 1 1 1 1 0 0" in result.stdout
+    out = json.loads(run("tokenize", "The movie was absolutely fantastic!", "--json").stdout)
+    assert out["input_ids"] == [101, 1996, 3185, 2001, 7078, 10392, 999, 102]
+    assert set(out) == {"tokens", "input_ids", "attention_mask"}
+
+
+def test_train_evaluate_predict_with_other_columns_and_string_labels(tmp_path, reviews_csv):
+    model = tmp_path / "model"
+    result = run("train", reviews_csv, "--output", model, "--text-column", "review", "--label-column", "sentiment",
+                 "--epochs", "1", "--batch-size", "16", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "labels: negative, positive" in result.stdout
+
+    report = json.loads(run("evaluate", model, reviews_csv, "--text-column", "review", "--label-column", "sentiment",
+                            "--json").stdout)
+    assert report["labels"] == ["negative", "positive"] and report["accuracy"] > 0.6
+    table = run("evaluate", model, reviews_csv, "--text-column", "review", "--label-column", "sentiment")
+    assert "confusion matrix" in table.stdout and "macro precision" in table.stdout
+
+    one = run("predict", model, "I really enjoyed the movie!")
+    assert one.returncode == 0 and one.stdout.strip().split(" (confidence ")[0] in ("positive", "negative")
+    many = json.loads(run("predict", model, "--json", "great fun", "a dull mess").stdout)
+    assert [p["text"] for p in many] == ["great fun", "a dull mess"]
+    assert set(many[0]["probabilities"]) == {"negative", "positive"}
+    piped = run("predict", model, stdin="great fun\na dull mess\n")
+    assert len(piped.stdout.strip().splitlines()) == 2
+    texts = tmp_path / "texts.txt"
+    texts.write_text("great fun\n\na dull mess\nfine\n")
+    assert len(json.loads(run("predict", model, "--file", texts, "--json").stdout)) == 3
+
+
+def test_bad_input_gives_one_line_exit_2_and_no_output_folder(tmp_path):
+    out = tmp_path / "never"
+    assert_one_line_error(run("train", tmp_path / "missing.csv", "--output", out), "missing.csv", "no such file")
+    bad = write_csv(tmp_path / "bad.csv", ["comment_text", "stars"], [["good", "5"], ["bad", "1"]])
+    assert_one_line_error(run("train", bad, "--output", out), "columns found: comment_text, stars", "--text-column")
+    one = write_csv(tmp_path / "one.csv", ["text", "label"], [["good", "pos"], ["fine", "pos"]])
+    assert_one_line_error(run("train", one, "--output", out), "at least two classes")
+    assert_one_line_error(run("train", one, "--output", out, "--learning-rate", "3"), "learning_rate=3.0")
+    assert_one_line_error(run("predict", tmp_path, "hello"), "not a finebert model")
+    assert not out.exists()
+    assert list(tmp_path.glob(".never*")) == []
+
+
+def test_unknown_option_is_a_usage_error():
+    assert run("train", "--no-such-flag").returncode == 2

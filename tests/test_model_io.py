@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pytest
+
+from finebert.errors import ModelError
+from finebert.inference import Classifier
+
+TEXTS = ["I really enjoyed the movie!", "a dull , lifeless and overlong mess", "ok", "the acting " * 40]
+
+
+def test_save_load_gives_the_same_predictions(trained):
+    clf, folder = trained
+    again = Classifier.load(folder)
+    assert again.labels == ["negative", "positive"]
+    assert np.allclose(clf.predict_proba(TEXTS), again.predict_proba(TEXTS), atol=1e-5)
+    assert again.predict(TEXTS) == clf.predict(TEXTS)
+
+
+def test_folder_holds_hf_files_and_our_settings(trained):
+    _, folder = trained
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "finebert.json"} <= names
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in names)
+    info = json.loads((folder / "finebert.json").read_text())
+    assert info["config"]["text_column"] == "review" and info["labels"] == ["negative", "positive"]
+    assert 0.5 < info["metrics"]["val_accuracy"] <= 1.0
+
+
+def test_hugging_face_auto_classes_load_it_and_give_the_same_logits(trained):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from finebert.inference import score_sequences
+
+    clf, folder = trained
+    hf = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        theirs = hf(**tok(TEXTS, padding=True, truncation=True, max_length=128, return_tensors="pt")).logits.numpy()
+    ours = score_sequences(clf.engine, clf.tokenizer, clf.tokenizer.encode(TEXTS), 8)
+    assert hf.config.id2label == {0: "negative", 1: "positive"}
+    assert np.allclose(theirs, ours, atol=1e-4), np.abs(theirs - ours).max()
+
+
+def test_predict_shapes_single_and_batch(trained):
+    clf, _ = trained
+    assert isinstance(clf.predict("great"), str)
+    assert clf.predict_proba("great").shape == (2,)
+    probs = clf.predict_proba(TEXTS)
+    assert probs.shape == (4, 2) and np.allclose(probs.sum(1), 1.0)
+    p = clf.classify("great")
+    assert p.confidence == max(p.probabilities.values())
+
+
+def test_folder_that_is_not_a_finebert_model(tmp_path, backbone):
+    with pytest.raises(ModelError, match="not a finebert model"):
+        Classifier.load(backbone)
+    with pytest.raises(ModelError, match="no such model folder"):
+        Classifier.load(tmp_path / "missing")
+
+
+def test_mean_pooling_trains_and_round_trips(tmp_path, reviews_csv):
+    import finebert
+
+    clf = finebert.train(reviews_csv, output=tmp_path / "m", pooling="mean", epochs=0.2, quiet=True)
+    again = Classifier.load(tmp_path / "m")
+    assert again.engine.model.pooling == "mean"
+    assert np.allclose(clf.predict_proba(TEXTS), again.predict_proba(TEXTS), atol=1e-5)
+
+
+def test_any_local_bert_folder_works_as_backbone(tmp_path, backbone, reviews_csv):
+    """A tiny randomly initialised BERT saved with save_pretrained, using the same vocabulary."""
+    from transformers import BertConfig, BertModel
+
+    import finebert
+
+    tiny = tmp_path / "tiny-bert"
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)).save_pretrained(tiny)
+    (tiny / "vocab.txt").write_bytes((backbone / "vocab.txt").read_bytes())
+    clf = finebert.train(reviews_csv, output=tmp_path / "m", model=str(tiny), epochs=0.5, quiet=True)
+    assert Classifier.load(tmp_path / "m").engine.model.encoder.config.hidden_size == 32
+    assert clf.predict("fine") in ("negative", "positive")

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+import finebert
+from finebert.errors import DataError, ModelError
+from finebert.training import bucketed_batches
+
+
+def test_loss_falls_while_fine_tuning_the_real_backbone():
+    losses = []
+    clf = finebert.train(None, epochs=12, learning_rate=1e-4, warmup_ratio=0.0, quiet=True,
+                         on_step=lambda step, loss: losses.append(loss))
+    assert len(losses) == 12
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+    assert clf.predict("The movie was absolutely fantastic!") == "positive"
+
+
+def test_every_weight_is_fine_tuned():
+    import torch
+
+    from finebert.config import DEFAULT_BACKBONE, resolve_backbone
+    from finebert.model import build_model
+
+    torch.manual_seed(0)
+    before = build_model(resolve_backbone(DEFAULT_BACKBONE), 2, pooling="cls", dropout=0.1).state_dict()
+    after = finebert.train(None, epochs=1, quiet=True, seed=0).engine.model.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert "encoder.embeddings.word_embeddings.weight" in changed
+    assert "encoder.encoder.layer.0.attention.self.query.weight" in changed
+    assert "head.weight" in changed
+
+
+def test_same_seed_same_model_different_seed_different_model():
+    a = finebert.train(None, epochs=2, quiet=True, seed=3).predict_proba("great")
+    b = finebert.train(None, epochs=2, quiet=True, seed=3).predict_proba("great")
+    c = finebert.train(None, epochs=2, quiet=True, seed=4).predict_proba("great")
+    assert np.allclose(a, b, atol=1e-6) and not np.allclose(a, c, atol=1e-6)
+
+
+def test_bucketed_batches_cover_everything_once_with_similar_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, size=5000)
+    batches = bucketed_batches(lengths, 32, rng)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(5000))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    assert spread < 10  # random batches would spread ~110 tokens
+    assert bucketed_batches(lengths, 32, np.random.default_rng(1))[0].tolist() != batches[0].tolist()
+
+
+def test_validation_split_and_best_epoch_recorded(reviews_csv):
+    clf = finebert.train(reviews_csv, epochs=2, batch_size=32, quiet=True, validation_split=0.2, max_length=32)
+    assert [h["epoch"] for h in clf.history] == [1, 2]
+    assert clf.metrics["val_accuracy"] == max(h["val_accuracy"] for h in clf.history)
+    assert clf.metrics["val_examples"] == 80
+
+
+def test_max_time_stops_early_and_keeps_a_model(reviews_csv):
+    clf = finebert.train(reviews_csv, epochs=5, batch_size=8, quiet=True, max_time=1.0, max_length=32)
+    assert clf.history[-1]["stopped"] == "max_time"
+    assert clf.history[-1]["step"] < 5 * 45
+    assert clf.predict("wonderful") in ("negative", "positive")
+
+
+def test_one_class_and_foreign_validation_labels_are_refused(tmp_path, reviews_csv):
+    one = tmp_path / "one.csv"
+    one.write_text("text,label\ngood,pos\nfine,pos\n")
+    with pytest.raises(DataError, match="every row has the label 'pos'; a classifier needs at least two classes"):
+        finebert.train(one, quiet=True)
+    other = tmp_path / "other.csv"
+    other.write_text("review,sentiment\ngood,great\nbad,negative\n")
+    with pytest.raises(DataError, match="label 'great' does not occur in the training data"):
+        finebert.train(reviews_csv, validation=other, quiet=True)
+
+
+def test_output_folder_that_is_not_ours_is_refused_before_training(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ModelError, match="exists and is not a finebert model folder"):
+        finebert.train(None, output=tmp_path, quiet=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
