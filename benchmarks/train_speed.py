@@ -10,23 +10,13 @@ Needs `pip install accelerate` (the Trainer's dependency).
 """
 
 import argparse
-import csv
 import json
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"
-
-
-def read_tsv(path, rows=None):
-    with open(path, encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        next(reader)
-        data = [(text, int(label)) for text, label in reader]
-    return data[:rows] if rows else data
+from common import SST2 as DATA, read_tsv
 
 
 def run_trainer(rows, epochs):

@@ -3,6 +3,7 @@ fine-tuned once per test session (the sentence-transformers way: load once, reus
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,15 @@ def trained(tmp_path_factory, reviews_csv):
     clf = finebert.train(reviews_csv, output=folder, text_column="review", label_column="sentiment",
                          epochs=1, batch_size=16, quiet=True)
     return clf, folder
+
+
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory):
+    """A copy of the session model with both ONNX engines, validated on its training validation split."""
+    from finebert.export import export
+
+    _, folder = trained
+    copy = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(folder, copy)
+    info = export(copy)
+    return copy, info

@@ -77,3 +77,14 @@ def test_output_folder_that_is_not_ours_is_refused_before_training(tmp_path):
     with pytest.raises(ModelError, match="exists and is not a finebert model folder"):
         finebert.train(None, output=tmp_path, quiet=True)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_real_sst2_subset_reaches_useful_accuracy():
+    """8,000 real SST-2 rows, one epoch, defaults: the dev accuracy a user should see (about a minute)."""
+    from conftest import DATA, sst2_rows
+    from finebert.data import Dataset, read_dataset
+
+    texts, labels = zip(*sst2_rows(8000))
+    clf = finebert.train(Dataset(list(texts), list(labels), "sst2"), quiet=True, validation_split=0.0)
+    assert finebert.evaluate(clf, read_dataset(DATA / "sst2" / "dev.tsv")).accuracy >= 0.85

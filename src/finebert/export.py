@@ -10,9 +10,11 @@ if it loses at most `max_loss` accuracy points against PyTorch fp32. The figures
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ def export(folder: str | Path, *, int8: bool = True, validate: str | Path | None
     reference = Classifier.load(folder, engine="pytorch")
     texts, y = _validation_data(reference, info, validate, text_column, label_column)
 
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp, _quiet_exporters():
         tmp = Path(tmp)
         raw, fp32 = tmp / "raw.onnx", tmp / ENGINE_FILES["onnx-fp32"]
         _to_onnx(folder, info, raw)
@@ -60,6 +62,22 @@ def export(folder: str | Path, *, int8: bool = True, validate: str | Path | None
     info.update(engines=engines, default_engine=default)
     _write_json(folder / FINEBERT_FILE, info)
     return info
+
+
+@contextlib.contextmanager
+def _quiet_exporters():
+    """The exporters warn about things checked here anyway (traced branches: the parity test; quantization: validation)."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def _require_onnx():

@@ -1,0 +1,89 @@
+"""Inference speed: the Hugging Face pipeline vs finebert's engines on the same fine-tuned model.
+
+    python benchmarks/inference_speed.py [--model DIR]
+
+Texts: the 872 SST-2 dev sentences plus 949 full sentences (8+ words) from the end of SST-2 train,
+1,821 texts of varied length. Each engine scores all of them after a warm-up; texts/s, the ratio
+to pipeline(batch_size=32), accuracy on dev, and single-text latency (p50/p99 of a 20-word
+sentence, in process) are printed. Without --model a model is trained on 8,000 SST-2 rows first.
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from common import SST2, read_tsv, sst2_model
+
+SENTENCE = "The film starts slowly but the acting is superb and by the end I was completely won over by it"  # 20 words
+
+
+def texts_and_labels():
+    dev = read_tsv(SST2 / "dev.tsv")
+    extra = [t for t, _ in reversed(read_tsv(SST2 / "train.tsv")) if len(t.split()) >= 8][:949]
+    return [t for t, _ in dev] + extra, np.array([y for _, y in dev])
+
+
+def timed(fn, texts, repeats=1):
+    fn(texts[:64])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn(texts)
+        best = min(best, time.perf_counter() - start)
+    return out, best
+
+
+def latency(fn, n=300):
+    for _ in range(20):
+        fn(SENTENCE)
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn(SENTENCE)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(0.99 * len(times)) - 1]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a fine-tuned SST-2 model folder (exported)")
+    args = parser.parse_args()
+    folder = sst2_model(args.model)
+    texts, dev_y = texts_and_labels()
+    n_dev = len(dev_y)
+    rows = []
+
+    from transformers import pipeline
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    pipe = pipeline("text-classification", model=str(folder), tokenizer=str(folder), device="cpu")
+    label_id = {name: k for k, name in pipe.model.config.id2label.items()}
+    for bs in (1, 32):
+        out, seconds = timed(lambda t: pipe(t, batch_size=bs, truncation=True), texts)
+        accuracy = np.mean([label_id[o["label"]] for o in out[:n_dev]] == dev_y)
+        rows.append((f"HF pipeline batch_size={bs}", len(texts) / seconds, accuracy, None))
+
+    from finebert.inference import Classifier
+
+    for engine in ("pytorch", "onnx-fp32", "onnx-int8"):
+        clf = Classifier.load(folder, engine=engine)
+        probs, seconds = timed(clf.predict_proba, texts, repeats=3)
+        accuracy = np.mean(probs[:n_dev].argmax(1) == dev_y)
+        rows.append((f"finebert {engine}", len(texts) / seconds, accuracy, latency(clf.predict_proba)))
+
+    reference = rows[1][1]
+    torch_accuracy = rows[2][2]
+    print(f"{len(texts)} texts, accuracy on the {n_dev} dev sentences; model {folder}")
+    print(f"{'engine':34s} {'texts/s':>8s} {'vs pipe32':>9s} {'accuracy':>8s} {'vs torch':>8s} {'p50 ms':>7s} {'p99 ms':>7s}")
+    for name, speed, accuracy, lat in rows:
+        lat_text = f"{lat[0]:7.2f} {lat[1]:7.2f}" if lat else f"{'-':>7s} {'-':>7s}"
+        print(f"{name:34s} {speed:8.1f} {speed / reference:8.2f}x {accuracy:8.4f} "
+              f"{100 * (accuracy - torch_accuracy):+7.2f}pt {lat_text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The real server process on a free loopback port, driven over HTTP (and by headless Chromium)."""
+
+import concurrent.futures
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+KEY = {"X-API-Key": "test-key"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(folder, *extra):
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "finebert"), "serve", str(folder), "--port", str(port),
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stdout.read())
+        time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError("server did not start in 60 s")
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+    proc, url = start_server(exported[0], "--api-key", "test-key")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_health_info_and_docs(server):
+    assert httpx.get(server + "/health").json() == {"status": "ok"}
+    info = httpx.get(server + "/info", headers=KEY).json()
+    assert info["labels"] == ["negative", "positive"] and info["engine"].startswith("onnx")
+    assert "/predict" in httpx.get(server + "/openapi.json").json()["paths"]
+
+
+def test_predict_returns_labels_confidences_and_probabilities(server):
+    texts = ["I really enjoyed the movie!", "a dull , lifeless mess"]
+    body = httpx.post(server + "/predict", json={"texts": texts}, headers=KEY).json()
+    assert [p["text"] for p in body["predictions"]] == texts
+    for p in body["predictions"]:
+        assert p["label"] in ("negative", "positive")
+        assert p["confidence"] == max(p["probabilities"].values())
+        assert abs(sum(p["probabilities"].values()) - 1) < 1e-3
+
+
+@pytest.mark.parametrize("payload, status, fragment", [
+    ({"texts": []}, 422, "texts is empty"),
+    ({"text": "hi"}, 422, "texts"),
+    ({"texts": [1, 2]}, 422, "valid string"),
+    ({"texts": ["ok"] * 65}, 413, "limit is 64"),
+    ({"texts": ["x" * 10_001]}, 413, "limit is 10000"),
+    ({"texts": ["   "]}, 422, "texts[0] is empty"),
+])
+def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(server, payload, status, fragment):
+    r = httpx.post(server + "/predict", json=payload, headers=KEY)
+    assert r.status_code == status and fragment in r.json()["error"]
+    assert httpx.post(server + "/predict", json={"texts": ["fine"]}, headers=KEY).status_code == 200
+
+
+def test_malformed_json_oversized_body_and_api_key(server):
+    r = httpx.post(server + "/predict", content=b"{not json", headers={**KEY, "content-type": "application/json"})
+    assert r.status_code == 422 and "error" in r.json()
+    r = httpx.post(server + "/predict", content=b"x" * 1_100_000, headers={**KEY, "content-type": "application/json"})
+    assert r.status_code == 413
+    r = httpx.post(server + "/predict", json={"texts": ["hi"]})
+    assert r.status_code == 401 and "X-API-Key" in r.json()["error"]
+    assert httpx.post(server + "/predict", json={"texts": ["hi"]}, headers={"X-API-Key": "wrong"}).status_code == 401
+
+
+def test_concurrent_requests_are_all_answered_correctly(server):
+    texts = [f"review number {i} was {'great' if i % 2 else 'awful'}" for i in range(48)]
+    expected = httpx.post(server + "/predict", json={"texts": texts}, headers=KEY).json()["predictions"]
+    with httpx.Client(headers=KEY) as client, concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda t: client.post(server + "/predict", json={"texts": [t]}).json(), texts))
+    assert [a["predictions"][0]["label"] for a in answers] == [p["label"] for p in expected]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed (.ci/run installs it)")
+def test_web_page_in_headless_chromium(exported, tmp_path):
+    from PIL import Image
+
+    proc, url = start_server(exported[0])
+    try:
+        flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--window-size=900,700"]
+        page = f"{url}/?text=I%20really%20enjoyed%20the%20movie!"
+        dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+        assert 'data-state="done"' in dom, dom[-2000:]
+        assert "confidence 0." in dom and "Labels: negative, positive" in dom
+        shot = tmp_path / "page.png"
+        subprocess.run([*flags, f"--screenshot={shot}", page], capture_output=True, timeout=120)
+        import numpy as np
+
+        image = np.asarray(Image.open(shot).convert("RGB"))
+        assert image.shape == (700, 900, 3)
+        blue = int((image == (0x2B, 0x7D, 0xE9)).all(axis=2).sum())  # pixels of the confidence bars
+        assert blue > 2000, blue
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
