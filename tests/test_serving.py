@@ -92,7 +92,12 @@ def test_concurrent_requests_are_all_answered_correctly(server):
     expected = httpx.post(server + "/predict", json={"texts": texts}, headers=KEY).json()["predictions"]
     with httpx.Client(headers=KEY) as client, concurrent.futures.ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda t: client.post(server + "/predict", json={"texts": [t]}).json(), texts))
-    assert [a["predictions"][0]["label"] for a in answers] == [p["label"] for p in expected]
+    # int8 activations are quantized per batch, so batch mates move probabilities a little; no more.
+    for answer, reference in zip(answers, expected):
+        got = answer["predictions"][0]
+        assert got["text"] == reference["text"]
+        for label, p in reference["probabilities"].items():
+            assert abs(got["probabilities"][label] - p) < 0.05
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

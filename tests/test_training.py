@@ -8,7 +8,7 @@ from finebert.training import bucketed_batches
 
 def test_loss_falls_while_fine_tuning_the_real_backbone():
     losses = []
-    clf = finebert.train(None, epochs=12, learning_rate=1e-4, warmup_ratio=0.0, quiet=True,
+    clf = finebert.train(None, epochs=12, warmup_ratio=0.0, quiet=True,
                          on_step=lambda step, loss: losses.append(loss))
     assert len(losses) == 12
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
@@ -88,3 +88,48 @@ def test_real_sst2_subset_reaches_useful_accuracy():
     texts, labels = zip(*sst2_rows(8000))
     clf = finebert.train(Dataset(list(texts), list(labels), "sst2"), quiet=True, validation_split=0.0)
     assert finebert.evaluate(clf, read_dataset(DATA / "sst2" / "dev.tsv")).accuracy >= 0.85
+
+
+def test_unknown_setting_is_a_config_error():
+    from finebert.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown setting 'epoch'"):
+        finebert.train(None, epoch=3, quiet=True)
+
+
+def test_clip_gradients_treats_sparse_and_dense_alike():
+    import torch
+
+    from finebert.training import clip_gradients
+
+    def grads(sparse):
+        torch.manual_seed(0)
+        emb, lin = torch.nn.Embedding(50, 8, sparse=sparse), torch.nn.Linear(8, 2)
+        lin(emb(torch.tensor([[1, 2, 2, 7]]))).pow(2).sum().mul(100).backward()
+        return emb, lin
+
+    emb_s, lin_s = grads(True)
+    emb_d, lin_d = grads(False)
+    clip_gradients([*emb_s.parameters(), *lin_s.parameters()], 1.0)
+    torch.nn.utils.clip_grad_norm_([*emb_d.parameters(), *lin_d.parameters()], 1.0)
+    assert torch.allclose(emb_s.weight.grad.to_dense(), emb_d.weight.grad, atol=1e-6)
+    assert torch.allclose(lin_s.weight.grad, lin_d.weight.grad, atol=1e-6)
+    total = torch.cat([emb_d.weight.grad.flatten(), lin_d.weight.grad.flatten(), lin_d.bias.grad]).norm()
+    assert abs(total.item() - 1.0) < 1e-4
+
+
+def test_sparse_embeddings_update_only_the_rows_used():
+    import torch
+
+    clf = finebert.train(None, epochs=1, quiet=True, seed=0, sparse_embeddings=True)
+    from finebert.config import DEFAULT_BACKBONE, resolve_backbone
+    from finebert.model import build_model
+
+    before = build_model(resolve_backbone(DEFAULT_BACKBONE), 2, pooling="cls", dropout=0.1).encoder
+    after = clf.engine.model.encoder
+    changed = (before.embeddings.word_embeddings.weight != after.embeddings.word_embeddings.weight).any(1)
+    from finebert.data import SAMPLE_TEXTS
+
+    used = set(np.concatenate(clf.tokenizer.encode(SAMPLE_TEXTS)).tolist())
+    assert set(torch.nonzero(changed).flatten().tolist()) == used
+    assert after.embeddings.word_embeddings.sparse is False  # back to normal for inference and export

@@ -21,10 +21,11 @@ class TrainConfig:
     label_names: list[str] | None = None  # names for integer labels in sorted order, e.g. ["negative", "positive"]
     epochs: float = 1.0  # passes over the training data (fractions allowed: 0.5 is half an epoch)
     batch_size: int = 32  # examples per optimizer step
-    learning_rate: float = 1e-4  # peak AdamW learning rate, reached after warmup
+    learning_rate: float = 1.5e-4  # peak AdamW learning rate (top layer and head), reached after warmup
     warmup_ratio: float = 0.06  # fraction of steps with the learning rate rising linearly from 0
     weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm)
-    layer_lr_decay: float = 1.0  # each layer below the top gets this times the learning rate of the one above
+    layer_lr_decay: float = 0.8  # each layer below the top gets this times the learning rate of the one above (1: off)
+    sparse_embeddings: bool = False  # True: update only the word-embedding rows a batch uses (lazy Adam): +22% speed, lower SST-2 accuracy in our runs
     max_grad_norm: float = 1.0  # gradients are clipped to this global L2 norm
     max_length: int = 128  # tokens per text, [CLS] and [SEP] included; longer texts are truncated
     dropout: float = 0.1  # dropout on the pooled vector, before the linear head

@@ -57,7 +57,7 @@ def run_demo() -> None:
     import finebert
 
     losses = []
-    clf = finebert.train(None, epochs=15, learning_rate=1e-4, warmup_ratio=0.0, quiet=True, seed=0,
+    clf = finebert.train(None, epochs=15, warmup_ratio=0.0, quiet=True, seed=0,
                          on_step=lambda s, loss: losses.append(loss))
     for s, loss in enumerate(losses, 1):
         console.print(f"  step {s:2d}  loss {loss:.4f}  " + "█" * max(1, round(loss * 40)))

@@ -172,6 +172,8 @@ class Classifier:
                 "data": self.sources,
             }
             (tmp / FINEBERT_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+            for path in tmp.iterdir():
+                path.chmod(0o644)
             _replace_folder(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

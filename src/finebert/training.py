@@ -17,9 +17,9 @@ from typing import Callable
 import numpy as np
 
 from finebert.config import TrainConfig, resolve_backbone
-from finebert.data import (Dataset, check_trainable, label_vocabulary, read_dataset, sample_dataset,
-                           stratified_split)
-from finebert.errors import DataError
+from finebert.data import (SAMPLE_LABEL_NAMES, Dataset, check_trainable, label_vocabulary, read_dataset,
+                           sample_dataset, stratified_split)
+from finebert.errors import ConfigError, DataError
 from finebert.inference import Classifier, TorchEngine, check_output_folder, score_sequences
 from finebert.tokenization import Tokenizer
 
@@ -32,15 +32,14 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
     Settings are TrainConfig fields, given as `config=` or as keywords (`epochs=2`). With `output`, the
     model folder is written there (atomically). `on_step(step, loss)` is called after every step.
     """
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r}; the settings are the fields of finebert.TrainConfig")
     config = dataclasses.replace(config or TrainConfig(), **settings)
     train_set = _as_dataset(data, config)
     check_trainable(train_set)
     raw_labels, label_ids = label_vocabulary(train_set.labels)
-    names, _ = label_vocabulary(train_set.labels, config.label_names)
-    if data is None and config.label_names is None:
-        from finebert.data import SAMPLE_LABEL_NAMES
-
-        names = SAMPLE_LABEL_NAMES
+    names = label_vocabulary(train_set.labels, config.label_names or (SAMPLE_LABEL_NAMES if data is None else None))[0]
     y = np.array([label_ids[label] for label in train_set.labels])
 
     if validation is not None:
@@ -75,10 +74,17 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_supported(device))
     steps_per_epoch = math.ceil(len(sequences) / config.batch_size)
     total_steps = max(1, round(config.epochs * steps_per_epoch))
-    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate, fused=True)
+    # The word embeddings (30k rows) get sparse gradients: a batch touches a few hundred rows, and only
+    # those are updated (lazy Adam), instead of a dense pass over the whole table every step.
+    words = model.encoder.get_input_embeddings()
+    words.sparse = config.sparse_embeddings
+    dense, sparse = _param_groups(model, config, sparse=words.weight if config.sparse_embeddings else None)
+    optimizers = [torch.optim.AdamW(dense, lr=config.learning_rate, fused=True)]
+    if sparse:
+        optimizers.append(torch.optim.SparseAdam(sparse, lr=config.learning_rate))
     warmup = round(config.warmup_ratio * total_steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    ramp = lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup))  # noqa: E731
+    schedules = [torch.optim.lr_scheduler.LambdaLR(o, ramp) for o in optimizers]
     engine = TorchEngine(model, device)
     sources = {"train": _path_of(data), "validation": _path_of(validation)}
     classifier = Classifier(engine, tokenizer, names, raw_labels=raw_labels, config=config, sources=sources)
@@ -98,10 +104,11 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
                 logits = model(ids, mask)  # (B, C)
             loss = torch.nn.functional.cross_entropy(logits.float(), labels)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
+            clip_gradients(model.parameters(), config.max_grad_norm)
+            for optimizer, schedule in zip(optimizers, schedules):
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
             step += 1
             loss_value = loss.item()
             bar.update(len(batch))
@@ -119,11 +126,13 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
             if best is None or record["val_accuracy"] > best[0]:
                 best = (record["val_accuracy"], {k: v.detach().clone() for k, v in model.state_dict().items()})
         history.append(record)
-        bar.write(_describe(record)) if not quiet else None
+        if not quiet:
+            bar.write(_describe(record))
         if out_of_time:
             history[-1]["stopped"] = "max_time"
             break
     bar.close()
+    words.sparse = False
     if best is not None:
         model.load_state_dict(best[1])
     model.eval()
@@ -153,16 +162,37 @@ def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Genera
     return batches
 
 
-def _param_groups(model, config: TrainConfig) -> list[dict]:
-    """AdamW groups: no weight decay on biases and LayerNorm; layer-wise learning-rate decay downwards."""
+def _param_groups(model, config: TrainConfig, sparse=None) -> tuple[list[dict], list[dict]]:
+    """AdamW groups: no weight decay on biases and LayerNorm; layer-wise learning-rate decay downwards.
+    The parameter `sparse` (if any) goes in a group of its own for SparseAdam, which has no weight decay."""
     layers = getattr(model.encoder.config, "num_hidden_layers", 0)
     groups: dict[tuple, list] = {}
+    sparse_groups = []
     for name, param in model.named_parameters():
         depth = _layer_depth(name, layers)  # 0 = embeddings, layers + 1 = head
         decay = 0.0 if param.ndim == 1 else config.weight_decay
         lr = config.learning_rate * config.layer_lr_decay ** (layers + 1 - depth)
-        groups.setdefault((lr, decay), []).append(param)
-    return [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
+        if param is sparse:
+            sparse_groups.append({"params": [param], "lr": lr})
+        else:
+            groups.setdefault((lr, decay), []).append(param)
+    return [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()], sparse_groups
+
+
+def clip_gradients(parameters, max_norm: float) -> None:
+    """Scales all gradients, dense and sparse, so that their global L2 norm is at most max_norm."""
+    import torch
+
+    grads = []
+    for p in parameters:
+        if p.grad is not None:
+            if p.grad.is_sparse:
+                p.grad = p.grad.coalesce()  # repeated token ids summed, so the norm is right
+            grads.append(p.grad)
+    norms = torch.stack([(g._values() if g.is_sparse else g).norm() for g in grads])  # (P,)
+    scale = (max_norm / (norms.norm() + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale)
 
 
 def _layer_depth(name: str, layers: int) -> int:
