@@ -8,6 +8,8 @@ Without --model a model is trained on 8,000 SST-2 rows first.
 """
 
 import argparse
+import http.client
+import json
 import socket
 import subprocess
 import sys
@@ -48,19 +50,22 @@ def main():
         per_client = args.requests // args.clients
         k = args.texts_per_request
 
-        def client(c):
-            with httpx.Client(timeout=30) as session:
-                for i in range(per_client):
-                    start = (c * per_client + i) * k
-                    texts = [sentences[(start + j) % len(sentences)] for j in range(k)]
-                    t0 = time.perf_counter()
-                    try:
-                        r = session.post(url + "/predict", json={"texts": texts})
-                        ok = r.status_code == 200 and len(r.json()["predictions"]) == k
-                    except httpx.HTTPError:
-                        ok = False
-                    with lock:
-                        (latencies if ok else errors).append(time.perf_counter() - t0)
+        def client(c):  # the standard library's keep-alive client: light, so the server gets the CPU
+            session = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            for i in range(per_client):
+                start = (c * per_client + i) * k
+                body = json.dumps({"texts": [sentences[(start + j) % len(sentences)] for j in range(k)]})
+                t0 = time.perf_counter()
+                try:
+                    session.request("POST", "/predict", body, {"Content-Type": "application/json"})
+                    r = session.getresponse()
+                    ok = r.status == 200 and len(json.loads(r.read())["predictions"]) == k
+                except (OSError, http.client.HTTPException, ValueError):
+                    ok = False
+                    session.close()
+                with lock:
+                    (latencies if ok else errors).append(time.perf_counter() - t0)
+            session.close()
 
         threads = [threading.Thread(target=client, args=(c,)) for c in range(args.clients)]
         t0 = time.perf_counter()

@@ -35,7 +35,7 @@ class TrainConfig:
     precision: str = "auto"  # "auto": bf16 autocast where the CPU/GPU supports it, else fp32; or "bf16"/"fp32"
     max_time: float | None = None  # seconds; training stops cleanly when reached and keeps the best model
     seed: int = 42  # seeds data order, dropout and head initialisation
-    eval_batch_size: int = 128  # examples per batch for validation and prediction
+    eval_batch_size: int = 32  # examples per batch for validation and prediction (texts sorted by length)
 
     def __post_init__(self):
         def bad(name, value, fix):
@@ -70,7 +70,7 @@ class TrainConfig:
         if self.max_time is not None and self.max_time <= 0:
             bad("max_time", self.max_time, "use a positive number of seconds, or leave it unset")
         if not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1:
-            bad("eval_batch_size", self.eval_batch_size, "use a whole number of at least 1, e.g. 128")
+            bad("eval_batch_size", self.eval_batch_size, "use a whole number of at least 1, e.g. 32")
         if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
             bad("label_names", self.label_names, "give each label a distinct name")
 
