@@ -133,3 +133,14 @@ def test_sparse_embeddings_update_only_the_rows_used():
     used = set(np.concatenate(clf.tokenizer.encode(SAMPLE_TEXTS)).tolist())
     assert set(torch.nonzero(changed).flatten().tolist()) == used
     assert after.embeddings.word_embeddings.sparse is False  # back to normal for inference and export
+
+
+def test_recorded_validation_accuracy_is_that_of_the_returned_model(reviews_csv, tmp_path):
+    """Validation runs without dropout, so it matches what the saved model scores on the same rows."""
+    from conftest import sst2_rows
+    from finebert.data import Dataset
+
+    rows = sst2_rows(100, split="dev")
+    val = Dataset([t for t, _ in rows], ["positive" if y == "1" else "negative" for _, y in rows], "dev")
+    clf = finebert.train(reviews_csv, validation=val, epochs=1, quiet=True, max_length=32)
+    assert clf.metrics["val_accuracy"] == finebert.evaluate(clf, val).accuracy

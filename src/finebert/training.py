@@ -121,6 +121,7 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
         record = {"epoch": epoch, "step": step, "loss": round(loss_value, 4),
                   "seconds": round(time.perf_counter() - start, 1)}
         if len(val_sequences):
+            model.eval()  # no dropout while validating
             logits = score_sequences(engine, tokenizer, val_sequences, config.eval_batch_size)  # (N, C)
             record["val_accuracy"] = round(float((logits.argmax(1) == val_y).mean()), 4)
             if best is None or record["val_accuracy"] > best[0]:
