@@ -10,6 +10,7 @@ a single model thread, so throughput grows with concurrency. Bad requests get a 
 
 
 import asyncio
+import os
 import secrets
 from dataclasses import dataclass
 from importlib.resources import files
@@ -167,6 +168,9 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, api_k
         raise MissingExtraError("uvicorn", "serve") from None
     from finebert.inference import Classifier
 
+    # Micro-batches are small: the Rust tokenizer's own thread pool costs more than it saves there and
+    # competes with ONNX Runtime for the cores (measured: +8% texts/s without it, benchmarks/RESULTS.md).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     classifier = Classifier.load(model, engine=engine)
     app = create_app(classifier, api_key=api_key, limits=limits)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
