@@ -50,3 +50,17 @@ def test_missing_engine_file_names_the_fix(trained):
     _, folder = trained
     with pytest.raises(ModelError, match="no model.int8.onnx; create it with: finebert export"):
         Classifier.load(folder, engine="onnx-int8")
+
+
+def test_without_onnxruntime_the_message_names_the_install_command(trained, exported, monkeypatch):
+    import sys
+
+    from finebert.errors import MissingExtraError
+    from finebert.export import export
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the [onnx] extra were not installed
+    with pytest.raises(MissingExtraError, match=r"pip install 'finebert\[onnx\]'"):
+        export(trained[1])
+    with pytest.raises(MissingExtraError, match=r"pip install 'finebert\[onnx\]'"):
+        Classifier.load(exported[0], engine="onnx-int8")
+    assert Classifier.load(exported[0]).engine.name == "pytorch"  # auto still works, just slower

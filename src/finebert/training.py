@@ -74,8 +74,8 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_supported(device))
     steps_per_epoch = math.ceil(len(sequences) / config.batch_size)
     total_steps = max(1, round(config.epochs * steps_per_epoch))
-    # The word embeddings (30k rows) get sparse gradients: a batch touches a few hundred rows, and only
-    # those are updated (lazy Adam), instead of a dense pass over the whole table every step.
+    # With sparse_embeddings the word embeddings (30k rows) get sparse gradients: a batch touches a few
+    # hundred rows, and only those are updated (lazy Adam) instead of a dense pass over the whole table.
     words = model.encoder.get_input_embeddings()
     words.sparse = config.sparse_embeddings
     dense, sparse = _param_groups(model, config, sparse=words.weight if config.sparse_embeddings else None)
