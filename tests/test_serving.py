@@ -127,3 +127,25 @@ def test_web_page_in_headless_chromium(exported, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_batcher_survives_a_cancelled_request(trained):
+    """A client that goes away mid-batch must not stop the batcher for everyone else."""
+    import asyncio
+
+    from finebert.serving import Limits, MicroBatcher
+
+    async def scenario():
+        batcher = MicroBatcher(trained[0], Limits(wait_ms=20))
+        worker = asyncio.create_task(batcher.run())
+        doomed = asyncio.create_task(batcher.predict(["gone"]))
+        kept = asyncio.create_task(batcher.predict(["a wonderful film"]))
+        await asyncio.sleep(0.005)
+        doomed.cancel()
+        first = await asyncio.wait_for(kept, 60)  # a dead batcher would hang here: fail instead
+        second = await asyncio.wait_for(batcher.predict(["still serving"]), 60)
+        worker.cancel()
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first[0].text == "a wonderful film" and second[0].text == "still serving"

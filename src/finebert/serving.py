@@ -60,11 +60,13 @@ class MicroBatcher:
                 results = await asyncio.to_thread(self.classifier.classify, texts)
             except Exception as e:  # a model failure fails these requests, not the server
                 for _, future in pending:
-                    future.set_exception(e)
+                    if not future.done():
+                        future.set_exception(e)
                 continue
             start = 0
             for request, future in pending:
-                future.set_result(results[start:start + len(request)])
+                if not future.done():  # done = cancelled: its client went away
+                    future.set_result(results[start:start + len(request)])
                 start += len(request)
 
 
