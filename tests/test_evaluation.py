@@ -13,3 +13,14 @@ def test_report_counts_and_metrics_agree(trained, tmp_path):
     assert report.accuracy == round((matrix[0][0] + matrix[1][1]) / 4, 4)
     assert set(report.per_class) == {"negative", "positive"}
     assert report.per_class["positive"]["support"] == 2
+
+
+def test_unknown_label_names_the_file_and_the_known_labels(trained, tmp_path):
+    import pytest
+
+    from finebert.errors import DataError
+
+    clf, _ = trained
+    path = write_csv(tmp_path / "odd.csv", ["review", "sentiment"], [["fine", "neutral"], ["bad", "negative"]])
+    with pytest.raises(DataError, match=r"odd.csv: label 'neutral' is not one the model knows \(negative, positive\)"):
+        finebert.evaluate(clf, path)

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from finebert.data import Dataset, read_dataset
-from finebert.errors import DataError
 
 
 @dataclass
@@ -30,13 +29,7 @@ def evaluate(classifier, data: str | Path | Dataset, *, text_column: str | None 
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     dataset = data if isinstance(data, Dataset) else read_dataset(data, text_column=text_column, label_column=label_column)
-    to_id = {raw: k for k, raw in enumerate(classifier.raw_labels)}
-    to_id.update({name: k for k, name in enumerate(classifier.labels)})
-    unknown = sorted(set(dataset.labels) - set(to_id))
-    if unknown:
-        raise DataError(f"{dataset.source}: label {unknown[0]!r} is not one the model knows "
-                        f"({', '.join(classifier.labels)}); evaluate on data with the training labels")
-    y_true = [to_id[label] for label in dataset.labels]
+    y_true = classifier.class_ids(dataset.labels, dataset.source)
     y_pred = classifier.predict_proba(dataset.texts).argmax(axis=1).tolist()
     classes = list(range(len(classifier.labels)))
     p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)

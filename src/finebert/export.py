@@ -130,7 +130,6 @@ def _validation_data(clf: Classifier, info: dict, validate, text_column, label_c
     """Labelled texts to validate on: `validate`, else the validation data recorded at training time."""
     from finebert.data import read_dataset, stratified_split
 
-    to_id = {raw: k for k, raw in enumerate(clf.raw_labels)} | {name: k for k, name in enumerate(clf.labels)}
     config = clf.config
     if validate is not None:
         data = read_dataset(validate, text_column=text_column or config.text_column,
@@ -143,17 +142,14 @@ def _validation_data(clf: Classifier, info: dict, validate, text_column, label_c
             texts, labels = data.texts, data.labels
         elif sources.get("train"):
             data = read_dataset(sources["train"], text_column=config.text_column, label_column=config.label_column)
-            y = [to_id[label] for label in data.labels]
+            y = clf.class_ids(data.labels, data.source)
             _, val = stratified_split(y, config.validation_split, config.validation_max_rows, config.seed)
             texts, labels = [data.texts[i] for i in val], [data.labels[i] for i in val]
         else:
             texts, labels = [], []
         if not texts:
             raise DataError(f"the training data of this model is not on disk here; pass --validate FILE with labelled data")
-    unknown = sorted(set(labels) - set(to_id))
-    if unknown:
-        raise DataError(f"validation label {unknown[0]!r} is not one the model knows ({', '.join(clf.labels)})")
-    return texts, np.array([to_id[label] for label in labels])
+    return texts, np.array(clf.class_ids(labels, "validation data"))
 
 
 def _accuracy(clf: Classifier, texts: list[str], y: np.ndarray) -> float:

@@ -143,6 +143,17 @@ class Classifier:
                                       {name: round(float(v), 4) for name, v in zip(self.labels, p)}))
         return results[0] if single else results
 
+    def class_ids(self, labels: list[str], source: str) -> list[int]:
+        """Class ids of labels written as in the training file (`1`) or by name (`positive`)."""
+        from finebert.errors import DataError
+
+        to_id = {raw: k for k, raw in enumerate(self.raw_labels)} | {name: k for k, name in enumerate(self.labels)}
+        unknown = sorted(set(labels) - set(to_id))
+        if unknown:
+            raise DataError(f"{source}: label {unknown[0]!r} is not one the model knows "
+                            f"({', '.join(self.labels)}); use data with the training labels")
+        return [to_id[label] for label in labels]
+
     # -- saving and loading -----------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
         """Writes the model folder atomically: a failed save leaves any earlier model there untouched."""
