@@ -127,29 +127,24 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 def _validation_data(clf: Classifier, info: dict, validate, text_column, label_column):
-    """Labelled texts to validate on: `validate`, else the validation data recorded at training time."""
+    """Labelled texts to validate on: `validate`, else the validation file used in training, else the
+    split that training held out of its training file (recomputed: same seed, same rows)."""
     from finebert.data import read_dataset, stratified_split
 
     config = clf.config
-    if validate is not None:
-        data = read_dataset(validate, text_column=text_column or config.text_column,
-                            label_column=label_column or config.label_column)
-        texts, labels = data.texts, data.labels
-    else:
-        sources = info.get("data", {})
-        if sources.get("validation"):
-            data = read_dataset(sources["validation"], text_column=config.text_column, label_column=config.label_column)
-            texts, labels = data.texts, data.labels
-        elif sources.get("train"):
-            data = read_dataset(sources["train"], text_column=config.text_column, label_column=config.label_column)
-            y = clf.class_ids(data.labels, data.source)
-            _, val = stratified_split(y, config.validation_split, config.validation_max_rows, config.seed)
-            texts, labels = [data.texts[i] for i in val], [data.labels[i] for i in val]
-        else:
-            texts, labels = [], []
-        if not texts:
-            raise DataError(f"the training data of this model is not on disk here; pass --validate FILE with labelled data")
-    return texts, np.array(clf.class_ids(labels, "validation data"))
+    sources = info.get("data") or {}
+    path = validate or sources.get("validation") or sources.get("train")
+    if path is None:
+        raise DataError("this model's training data was not a file; pass --validate FILE with labelled data")
+    data = read_dataset(path, text_column=text_column or config.text_column,
+                        label_column=label_column or config.label_column)
+    y = np.array(clf.class_ids(data.labels, data.source))
+    if validate or sources.get("validation"):
+        return data.texts, y
+    _, held_out = stratified_split(y.tolist(), config.validation_split, config.validation_max_rows, config.seed)
+    if not held_out:
+        raise DataError(f"{data.source}: too small to have held out validation rows; pass --validate FILE")
+    return [data.texts[i] for i in held_out], y[held_out]
 
 
 def _accuracy(clf: Classifier, texts: list[str], y: np.ndarray) -> float:
