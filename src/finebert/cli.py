@@ -45,6 +45,7 @@ def train(
     learning_rate: Optional[float] = typer.Option(None, help="Peak learning rate."),
     max_length: Optional[int] = typer.Option(None, help="Tokens per text; longer texts are truncated."),
     pooling: Optional[str] = typer.Option(None, help="cls (default) or mean."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout rate in every layer (default 0; try 0.1 for small data and several epochs)."),
     max_time: Optional[float] = typer.Option(None, help="Stop after this many seconds, keeping the best model."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -54,7 +55,8 @@ def train(
 
     settings = {k: v for k, v in dict(text_column=text_column, label_column=label_column, model=model,
                                       epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                      max_length=max_length, pooling=pooling, max_time=max_time, seed=seed).items()
+                                      max_length=max_length, pooling=pooling, dropout=dropout,
+                                      max_time=max_time, seed=seed).items()
                 if v is not None}
     if label_names is not None:
         settings["label_names"] = [name.strip() for name in label_names.split(",")]
