@@ -1,6 +1,7 @@
 """The real console script in a subprocess: output, exit codes, one-line errors, nothing half-written."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ from conftest import write_csv
 FINEBERT = str(Path(sys.executable).parent / "finebert")
 
 
-def run(*args, stdin=None):
-    return subprocess.run([FINEBERT, *map(str, args)], capture_output=True, text=True, input=stdin, timeout=300)
+def run(*args, stdin=None, env=None):
+    return subprocess.run([FINEBERT, *map(str, args)], capture_output=True, text=True, input=stdin, timeout=300,
+                          env=env and {**os.environ, **env})
 
 
 def assert_one_line_error(result, *fragments):
@@ -84,3 +86,28 @@ def test_bad_input_gives_one_line_exit_2_and_no_output_folder(tmp_path):
 
 def test_unknown_option_is_a_usage_error():
     assert run("train", "--no-such-flag").returncode == 2
+
+
+def test_model_as_hub_id_comes_from_the_hugging_face_cache(tmp_path, reviews_csv):
+    """`--model org/name` goes through huggingface_hub; offline, it reads the cache (filled here by hand,
+    in the cache's own layout, from the default backbone's files) or says in one line that it cannot."""
+    from finebert.config import DEFAULT_BACKBONE, resolve_backbone
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--someone--minilm" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (cache / "models--someone--minilm" / "refs").mkdir()
+    (cache / "models--someone--minilm" / "refs" / "main").write_text("0" * 40)
+    for file in resolve_backbone(DEFAULT_BACKBONE).iterdir():
+        if file.suffix in (".json", ".txt", ".safetensors"):
+            (snapshot / file.name).symlink_to(file)
+    offline = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+
+    out = tmp_path / "m"
+    result = run("train", reviews_csv, "--output", out, "--model", "someone/minilm", "--epochs", "0.2", "--quiet", env=offline)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "finebert.json").read_text())["config"]["model"] == "someone/minilm"
+
+    result = run("train", reviews_csv, "--output", tmp_path / "n", "--model", "someone/missing", env=offline)
+    assert_one_line_error(result, "someone/missing", "not in the local Hugging Face cache")
+    assert not (tmp_path / "n").exists()

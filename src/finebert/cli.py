@@ -39,7 +39,7 @@ def train(
     text_column: Optional[str] = TextColumn,
     label_column: Optional[str] = LabelColumn,
     label_names: Optional[str] = typer.Option(None, help="Names for integer labels in order, e.g. negative,positive."),
-    model: Optional[str] = typer.Option(None, help="Backbone: a local Hugging Face BERT-family folder."),
+    model: Optional[str] = typer.Option(None, help="Backbone: a local Hugging Face BERT-family folder or a hub id (default: all-MiniLM-L6-v2)."),
     epochs: Optional[float] = typer.Option(None, help="Passes over the data."),
     batch_size: Optional[int] = typer.Option(None, help="Examples per step."),
     learning_rate: Optional[float] = typer.Option(None, help="Peak learning rate."),

