@@ -48,8 +48,8 @@ def test_bucketed_batches_cover_everything_once_with_similar_lengths():
     assert spreads[1] > 100  # plain random batches
     assert spreads[4] < 40  # a quarter of the range: far less padding, batches still varied
     assert spreads[50] < 5
-    first = bucketed_batches(lengths, 32, np.random.default_rng(1))[0]
-    assert first.tolist() != bucketed_batches(lengths, 32, np.random.default_rng(0))[0].tolist()
+    first = bucketed_batches(lengths, 32, np.random.default_rng(1), 4)[0]
+    assert first.tolist() != bucketed_batches(lengths, 32, np.random.default_rng(0), 4)[0].tolist()
 
 
 def test_validation_split_and_best_epoch_recorded(reviews_csv):

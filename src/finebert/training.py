@@ -151,11 +151,12 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
 
 
 def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                     window: int = 4) -> list[np.ndarray]:
+                     window: int) -> list[np.ndarray]:
     """Random batches of similar length: shuffle, sort within windows of `window` batches, shuffle the batches.
 
-    A small window keeps batches varied (a window of 50 made SST-2 batches of only 2-word phrases or only
-    long sentences, and cost accuracy); a large one pads less. window=1 gives plain random batches.
+    `window` is TrainConfig.length_window. A small one keeps batches varied (a window of 50 made SST-2
+    batches of only 2-word phrases or only long sentences, and cost accuracy); a large one pads less.
+    window=1 gives plain random batches.
     """
     order = rng.permutation(len(lengths))
     group = batch_size * window
