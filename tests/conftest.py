@@ -20,6 +20,21 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     return path
 
 
+def data_rows(relative: str, n: int) -> tuple[list[str], list[list[str]]]:
+    """(header, the first n rows) of a real data file under ../shared/data (CSV, or TSV without quoting)."""
+    path = DATA / relative
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if path.suffix == ".tsv" else csv.reader(f)
+        header = next(reader)
+        return header, [row for _, row in zip(range(n), reader)]
+
+
+def subset_file(folder: Path, relative: str, n: int, name: str | None = None) -> Path:
+    """The first n rows of a real data file, written as CSV into a temporary folder."""
+    header, rows = data_rows(relative, n)
+    return write_csv(folder / (name or Path(relative).with_suffix(".csv").name), header, rows)
+
+
 def sst2_rows(n: int, split: str = "train") -> list[tuple[str, str]]:
     """The first n rows of the real SST-2 file (sentence, label)."""
     with open(DATA / "sst2" / f"{split}.tsv", encoding="utf-8") as f:
@@ -36,6 +51,22 @@ def backbone() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory, backbone) -> Path:
+    """A tiny randomly initialised BERT (2 layers, 64 wide) with the real vocabulary: for tests of the
+    training machinery (checkpoints, resume, processes) that need many short runs, not accuracy."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                         max_position_embeddings=128)).save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).write_bytes((backbone / name).read_bytes())
+    return folder
+
+
+@pytest.fixture(scope="session")
 def reviews_csv(tmp_path_factory) -> Path:
     """Real SST-2 sentences under other column names and string labels: review, sentiment."""
     rows = [[text, "positive" if label == "1" else "negative"] for text, label in sst2_rows(400)]
@@ -44,13 +75,19 @@ def reviews_csv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, reviews_csv):
-    """A model fine-tuned on 400 real reviews for one epoch, saved once: (Classifier, folder)."""
-    import finebert
+    """A model fine-tuned on 400 real reviews for one epoch through the real CLI, other column names and
+    string labels included, saved once: (Classifier, folder)."""
+    import subprocess
+    import sys
+
+    from finebert.inference import Classifier
 
     folder = tmp_path_factory.mktemp("models") / "reviews"
-    clf = finebert.train(reviews_csv, output=folder, text_column="review", label_column="sentiment",
-                         epochs=1, batch_size=16, quiet=True)
-    return clf, folder
+    result = subprocess.run([str(Path(sys.executable).parent / "finebert"), "train", str(reviews_csv), "--output",
+                             str(folder), "--text-column", "review", "--label-column", "sentiment", "--epochs", "1",
+                             "--batch-size", "16", "--quiet"], check=True, capture_output=True, text=True)
+    assert "labels: negative, positive" in result.stdout  # what the CLI says when it is done
+    return Classifier.load(folder), folder
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +100,60 @@ def exported(trained, tmp_path_factory):
     shutil.copytree(folder, copy)
     info = export(copy)
     return copy, info
+
+
+@pytest.fixture(scope="session")
+def emotions(tmp_path_factory):
+    """A multi-label model on 600 real GoEmotions rows (7 emotions, label names joined by ','), trained
+    through the real CLI: (Classifier, folder, the data file)."""
+    import subprocess
+    import sys
+
+    from finebert.inference import Classifier
+
+    tmp = tmp_path_factory.mktemp("emotions")
+    data = subset_file(tmp, "goemotions/train.tsv", 600)
+    folder = tmp / "model"
+    subprocess.run([str(Path(sys.executable).parent / "finebert"), "train", str(data), "--output", str(folder),
+                    "--multi-label", "--epochs", "2", "--max-length", "48", "--quiet"], check=True)
+    return Classifier.load(folder), folder, data
+
+
+@pytest.fixture(scope="session")
+def paraphrases(tmp_path_factory):
+    """A sentence-pair model on 400 real MRPC rows (sentence1, sentence2, label), trained through the real
+    CLI with --text-pair-column: (Classifier, folder, data)."""
+    import subprocess
+    import sys
+
+    from finebert.inference import Classifier
+
+    tmp = tmp_path_factory.mktemp("mrpc")
+    data = subset_file(tmp, "mrpc/train.csv", 400)
+    folder = tmp / "model"
+    subprocess.run([str(Path(sys.executable).parent / "finebert"), "train", str(data), "--output", str(folder),
+                    "--text-pair-column", "sentence2", "--epochs", "1", "--max-length", "96", "--quiet"], check=True)
+    return Classifier.load(folder), folder, data
+
+
+@pytest.fixture(scope="session")
+def long_reviews(tmp_path_factory):
+    """A long-text model (overlapping 64-token windows) on 120 real IMDB reviews: (Classifier, folder, data)."""
+    import finebert
+
+    tmp = tmp_path_factory.mktemp("imdb")
+    data = subset_file(tmp, "imdb/train.csv", 120)
+    folder = tmp / "model"
+    clf = finebert.train(data, output=folder, long_text="window", max_length=64, stride=16, epochs=1, quiet=True)
+    return clf, folder, data
+
+
+@pytest.fixture(scope="session")
+def sst2_model():
+    """A real SST-2 sentiment model: 3,000 training sentences, one epoch (labels negative, positive)."""
+    import finebert
+    from finebert.data import Dataset
+
+    texts, labels = zip(*sst2_rows(3000))
+    return finebert.train(Dataset(list(texts), list(labels), "sst2"), label_names=["negative", "positive"],
+                          epochs=1, max_length=64, quiet=True)

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import DATA, write_csv
 from finebert.config import TrainConfig
-from finebert.data import label_vocabulary, read_dataset, stratified_split
+from finebert.data import read_dataset, validation_split
 from finebert.errors import ConfigError, DataError
 
 
@@ -25,20 +25,17 @@ def test_named_columns_and_jsonl(tmp_path):
     assert data.texts == ["good", "bad"] and data.labels == ["1", "0"]
 
 
-def test_label_vocabulary_orders_integers_numerically_and_applies_names():
-    assert label_vocabulary(["10", "2", "2"]) == (["2", "10"], {"2": 0, "10": 1})
-    assert label_vocabulary(["1", "0"], ["negative", "positive"])[0] == ["negative", "positive"]
-    with pytest.raises(DataError, match="gives 1 names but the data has 2"):
-        label_vocabulary(["1", "0"], ["only"])
+def test_validation_split_is_stratified_and_capped():
+    import numpy as np
 
-
-def test_stratified_split_keeps_class_balance_and_cap():
-    labels = [0] * 900 + [1] * 100
-    train, val = stratified_split(labels, 0.1, 2000, seed=1)
+    labels = np.array([0] * 900 + [1] * 100)
+    train, val = validation_split(labels, 0.1, 2000, seed=1)
     assert len(val) == 100 and sum(labels[i] for i in val) == 10
     assert sorted(train + val) == list(range(1000))
-    assert len(stratified_split(labels, 0.5, 50, seed=1)[1]) == 50
-    assert stratified_split([0, 1, 1], 0.1, 100, seed=1)[1] == []  # too small to hold any out
+    assert len(validation_split(labels, 0.5, 50, seed=1)[1]) == 50
+    assert validation_split(np.array([0, 1, 1]), 0.1, 100, seed=1)[1] == []  # too small to hold any out
+    multi = np.eye(3)[np.arange(300) % 3]  # multi-label targets (N, C): split at random, same cap
+    assert len(validation_split(multi, 0.1, 2000, seed=1)[1]) == 30
 
 
 @pytest.mark.parametrize("content, message", [

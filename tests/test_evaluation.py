@@ -22,5 +22,5 @@ def test_unknown_label_names_the_file_and_the_known_labels(trained, tmp_path):
 
     clf, _ = trained
     path = write_csv(tmp_path / "odd.csv", ["review", "sentiment"], [["fine", "neutral"], ["bad", "negative"]])
-    with pytest.raises(DataError, match=r"odd.csv: label 'neutral' is not one the model knows \(negative, positive\)"):
+    with pytest.raises(DataError, match=r"odd.csv: row 1 has the label 'neutral', which the model does not know \(negative, positive\)"):
         finebert.evaluate(clf, path)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from finebert.errors import ModelError
-from finebert.inference import Classifier, score_sequences
+from finebert.engines import score
+from finebert.inference import Classifier
 
 TEXTS = ["I really enjoyed the movie!", "a dull , lifeless and overlong mess", "ok", "the acting " * 60]
 
@@ -16,20 +17,20 @@ def test_onnx_fp32_matches_pytorch_logits(exported):
     folder, _ = exported
     torch_clf = Classifier.load(folder, engine="pytorch")
     onnx_clf = Classifier.load(folder, engine="onnx-fp32")
-    a = score_sequences(torch_clf.engine, torch_clf.tokenizer, torch_clf.tokenizer.encode(TEXTS), 3)
-    b = score_sequences(onnx_clf.engine, onnx_clf.tokenizer, onnx_clf.tokenizer.encode(TEXTS), 3)
+    a = score(torch_clf.engine, torch_clf.tokenizer, torch_clf.encode(TEXTS), 3)
+    b = score(onnx_clf.engine, onnx_clf.tokenizer, onnx_clf.encode(TEXTS), 3)
     assert np.allclose(a, b, atol=1e-4), np.abs(a - b).max()
 
 
 def test_int8_is_validated_recorded_and_chosen_by_default(exported):
     folder, info = exported
-    engines = info["engines"]
+    engines = info.engines
     assert engines["validation"]["examples"] == 40  # the 10% held out of the 400 training rows
     assert abs(engines["onnx-fp32"]["accuracy"] - engines["pytorch"]["accuracy"]) <= 0.026  # at most 1 of 40
     on_disk = json.loads((folder / "finebert.json").read_text())
     assert on_disk["engines"] == engines
     expected = "onnx-int8" if engines["onnx-int8"]["validated"] else "onnx-fp32"
-    assert info["default_engine"] == expected and Classifier.load(folder).engine.name == expected
+    assert info.default_engine == expected and Classifier.load(folder).engine.name == expected
     int8 = Classifier.load(folder, engine="onnx-int8").predict_proba(TEXTS)
     fp32 = Classifier.load(folder, engine="pytorch").predict_proba(TEXTS)
     assert np.abs(int8 - fp32).max() < 0.1
@@ -42,7 +43,7 @@ def test_strict_threshold_keeps_fp32_as_default(exported, tmp_path):
     copy = tmp_path / "m"
     shutil.copytree(folder, copy)
     info = export(copy, max_loss=-1.0)  # nothing may lose -1 points: neither ONNX engine qualifies
-    assert info["default_engine"] == "pytorch"
+    assert info.default_engine == "pytorch"
     assert Classifier.load(copy).engine.name == "pytorch"
 
 

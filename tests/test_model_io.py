@@ -23,7 +23,8 @@ def test_folder_holds_hf_files_and_our_settings(trained):
     assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "finebert.json"} <= names
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in names)
     info = json.loads((folder / "finebert.json").read_text())
-    assert info["config"]["text_column"] == "review" and info["labels"] == ["negative", "positive"]
+    assert info["schema_version"] == 2
+    assert info["config"]["text_column"] == "review" and info["label_space"]["names"] == ["negative", "positive"]
     assert 0.5 < info["metrics"]["val_accuracy"] <= 1.0
 
 
@@ -31,14 +32,14 @@ def test_hugging_face_auto_classes_load_it_and_give_the_same_logits(trained):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from finebert.inference import score_sequences
+    from finebert.engines import score
 
     clf, folder = trained
     hf = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)
     with torch.no_grad():
         theirs = hf(**tok(TEXTS, padding=True, truncation=True, max_length=128, return_tensors="pt")).logits.numpy()
-    ours = score_sequences(clf.engine, clf.tokenizer, clf.tokenizer.encode(TEXTS), 8)
+    ours = score(clf.engine, clf.tokenizer, clf.encode(TEXTS), 8)
     assert hf.config.id2label == {0: "negative", 1: "positive"}
     assert np.allclose(theirs, ours, atol=1e-4), np.abs(theirs - ours).max()
 
@@ -81,3 +82,30 @@ def test_any_local_bert_folder_works_as_backbone(tmp_path, backbone, reviews_csv
     clf = finebert.train(reviews_csv, output=tmp_path / "m", model=str(tiny), epochs=0.5, quiet=True)
     assert Classifier.load(tmp_path / "m").engine.model.encoder.config.hidden_size == 32
     assert clf.predict("fine") in ("negative", "positive")
+
+
+def test_loading_never_touches_the_network_and_never_unpickles(exported):
+    """In a fresh process with sockets and every unpickler made to fail, loading and predicting still work."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import pickle, socket, sys
+def refuse(*args, **kwargs):
+    raise AssertionError("finebert tried the network or pickle")
+socket.socket.connect = socket.create_connection = socket.getaddrinfo = refuse
+class RefusingUnpickler(pickle.Unpickler):  # still a class: libraries subclass it at import
+    __init__ = refuse
+pickle.load = pickle.loads = refuse
+pickle.Unpickler = RefusingUnpickler
+import torch
+torch.load = refuse
+from finebert.inference import Classifier
+for engine in ("pytorch", "onnx-fp32", "onnx-int8"):
+    print(Classifier.load(sys.argv[1], engine=engine).predict("a fine film"))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}  # no offline flag to lean on
+    result = subprocess.run([sys.executable, "-c", code, str(exported[0])], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split()) == 3

@@ -149,3 +149,63 @@ def test_batcher_survives_a_cancelled_request(trained):
 
     first, second = asyncio.run(scenario())
     assert first[0].text == "a wonderful film" and second[0].text == "still serving"
+
+
+def test_multi_label_server_returns_every_label_over_its_threshold(emotions, tmp_path):
+    """Thresholds live in the model folder; the server honours them (all labels pass at -100, only the top one
+    at +100), and the web page shows several labels when there are several."""
+    import json as _json
+
+    _, folder, _ = emotions
+    copy = tmp_path / "m"
+    shutil.copytree(folder, copy)
+    info = _json.loads((copy / "finebert.json").read_text())
+    info["label_space"]["thresholds"] = [-100.0] * 7
+    (copy / "finebert.json").write_text(_json.dumps(info))
+    proc, url = start_server(copy)
+    try:
+        text = "I am so happy for you, congratulations!"
+        p = httpx.post(url + "/predict", json={"texts": [text]}).json()["predictions"][0]
+        assert sorted(p["labels"]) == sorted(info["label_space"]["names"]) and p["label"] in p["labels"]
+        assert httpx.get(url + "/info").json()["problem_type"] == "multi_label"
+        if CHROMIUM:
+            dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                  "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+                                  "--virtual-time-budget=15000", "--dump-dom", f"{url}/?text=so%20happy"],
+                                 capture_output=True, text=True, timeout=120).stdout
+            assert 'data-state="done"' in dom and "anger, disgust, fear, joy, neutral, sadness, surprise" in dom
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    single = emotions[0].classify(text)
+    assert single.labels == emotions[0].predict(text)  # the trained thresholds: the same answer in process
+
+
+def test_pair_server_takes_text_pair_objects(paraphrases):
+    _, folder, _ = paraphrases
+    proc, url = start_server(folder)
+    try:
+        item = {"text": "The cat sat on the mat .", "text_pair": "A cat sat on a mat ."}
+        p = httpx.post(url + "/predict", json={"texts": [item]}).json()["predictions"][0]
+        assert p["text_pair"] == item["text_pair"] and p["label"] in ("0", "1")
+        assert abs(p["confidence"] - paraphrases[0].classify((item["text"], item["text_pair"])).confidence) < 1e-3
+        r = httpx.post(url + "/predict", json={"texts": ["only one text"]})
+        assert r.status_code == 422 and "classifies sentence pairs" in r.json()["error"]
+        assert httpx.get(url + "/info").json()["text_pair"] is True
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_window_server_counts_chunks_not_only_texts(long_reviews):
+    _, folder, _ = long_reviews
+    proc, url = start_server(folder)
+    try:
+        review = ("This film drags on and on and never finds its footing, despite a fine cast. " * 120)[:9_900]
+        ok = httpx.post(url + "/predict", json={"texts": [review]}, timeout=60)
+        assert ok.status_code == 200  # about 45 chunks of 64 tokens
+        r = httpx.post(url + "/predict", json={"texts": [review] * 8}, timeout=60)
+        assert r.status_code == 413 and "chunks" in r.json()["error"] and "limit is 256" in r.json()["error"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

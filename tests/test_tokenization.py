@@ -20,10 +20,11 @@ def test_padding_to_max_length_masks_the_padding(backbone):
 
 def test_batch_encoding_truncates_and_pads_dynamically(backbone):
     tok = Tokenizer(backbone, max_length=6)
-    seqs = tok.encode([SEED, "ok"])
+    seqs = tok.encode([SEED, "ok"]).ids
     assert seqs[0] == [101, 1996, 3185, 2001, 7078, 102]  # truncated, [SEP] kept
-    ids, mask = tok.pad(seqs)
-    assert ids.shape == (2, 6) and mask[1].tolist() == [1, 1, 1, 0, 0, 0]
+    batch = tok.pad(seqs)
+    assert batch["input_ids"].shape == (2, 6) and batch["attention_mask"][1].tolist() == [1, 1, 1, 0, 0, 0]
+    assert not batch["token_type_ids"].any()
 
 
 def test_vocab_txt_only_folder_tokenizes_the_same(backbone, tmp_path):

@@ -73,7 +73,7 @@ def test_one_class_and_foreign_validation_labels_are_refused(tmp_path, reviews_c
         finebert.train(one, quiet=True)
     other = tmp_path / "other.csv"
     other.write_text("review,sentiment\ngood,great\nbad,negative\n")
-    with pytest.raises(DataError, match="label 'great' does not occur in the training data"):
+    with pytest.raises(DataError, match=r"other.csv: row 1 has the label 'great', which the model does not know"):
         finebert.train(reviews_csv, validation=other, quiet=True)
 
 
@@ -84,16 +84,13 @@ def test_output_folder_that_is_not_ours_is_refused_before_training(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
-@pytest.mark.slow
-def test_real_sst2_subset_reaches_useful_accuracy():
-    """8,000 real SST-2 rows, one epoch, defaults: the dev accuracy a user should see (about a minute)."""
-    from conftest import DATA, sst2_rows
-    from finebert.data import Dataset, read_dataset
+def test_real_sst2_model_reaches_useful_accuracy(sst2_model):
+    """3,000 real SST-2 rows, one epoch: the dev accuracy a user should see from a small run."""
+    from conftest import DATA
+    from finebert.data import read_dataset
 
-    texts, labels = zip(*sst2_rows(8000))
-    clf = finebert.train(Dataset(list(texts), list(labels), "sst2"), quiet=True, validation_split=0.0)
-    # measured 0.8452; the HF Trainer's run_glue recipe scores 0.833-0.844 on the same rows
-    assert finebert.evaluate(clf, read_dataset(DATA / "sst2" / "dev.tsv")).accuracy >= 0.83
+    # measured 0.8062 (chance: 0.51); 8,000 rows gave 0.8452, the HF Trainer 0.833-0.844 (run_glue recipe)
+    assert finebert.evaluate(sst2_model, read_dataset(DATA / "sst2" / "dev.tsv")).accuracy >= 0.78
 
 
 def test_unknown_setting_is_a_config_error():
@@ -136,7 +133,7 @@ def test_sparse_embeddings_update_only_the_rows_used():
     changed = (before.embeddings.word_embeddings.weight != after.embeddings.word_embeddings.weight).any(1)
     from finebert.data import SAMPLE_TEXTS
 
-    used = set(np.concatenate(clf.tokenizer.encode(SAMPLE_TEXTS)).tolist())
+    used = set(np.concatenate(clf.tokenizer.encode(SAMPLE_TEXTS).ids).tolist())
     assert set(torch.nonzero(changed).flatten().tolist()) == used
     assert after.embeddings.word_embeddings.sparse is False  # back to normal for inference and export
 

@@ -10,7 +10,7 @@ Importing finebert is cheap: torch and transformers load on first use.
 """
 
 __version__ = "0.1.0"
-__all__ = ["train", "evaluate", "Classifier", "TrainConfig", "FinebertError", "__version__"]
+__all__ = ["train", "evaluate", "audit", "Classifier", "TrainConfig", "FinebertError", "__version__"]
 
 from finebert.config import TrainConfig
 from finebert.errors import FinebertError
@@ -29,4 +29,8 @@ def __getattr__(name):  # lazy: `finebert.Classifier` imports torch only when to
         from finebert.evaluation import evaluate
 
         return evaluate
+    if name == "audit":
+        from finebert.audit import audit
+
+        return audit
     raise AttributeError(f"module 'finebert' has no attribute {name!r}")

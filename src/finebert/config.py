@@ -17,9 +17,13 @@ class TrainConfig:
 
     model: str = DEFAULT_BACKBONE  # backbone: the default package, a local Hugging Face BERT-family folder, or a hub id
     text_column: str | None = None  # None: the first of text/sentence/review/... found in the file
-    label_column: str | None = None  # None: the first of label/sentiment/class/... found in the file
-    label_names: list[str] | None = None  # names for integer labels in sorted order, e.g. ["negative", "positive"]
-    epochs: float = 1.0  # passes over the training data (fractions allowed: 0.5 is half an epoch)
+    label_column: str | None = None  # None: the first of label/labels/sentiment/class/... found in the file
+    text_pair_column: str | None = None  # sentence pairs: the column of the second text ([CLS] a [SEP] b [SEP])
+    label_names: list[str] | None = None  # names for integer labels in numeric order, e.g. ["negative", "positive"]
+    multi_label: bool = False  # each row may carry several labels (sigmoids, per-label thresholds); JSON lists turn it on by themselves
+    label_separator: str = ","  # multi-label: the labels in one CSV/TSV cell are joined by this
+    class_weights: str | dict | None = None  # None: every class alike; "auto": inverse class frequency; or {label: weight}
+    epochs: float | None = None  # passes over the data; None: chosen from the data size (recipe_epochs), 1 for large data
     batch_size: int = 32  # examples per optimizer step
     learning_rate: float = 2e-4  # peak AdamW learning rate (top layer and head), reached after warmup
     warmup_ratio: float = 0.06  # fraction of steps with the learning rate rising linearly from 0
@@ -28,13 +32,17 @@ class TrainConfig:
     sparse_embeddings: bool = False  # True: update only the word-embedding rows a batch uses (lazy Adam): +22% speed, lower SST-2 accuracy in our runs
     length_window: int = 4  # batches are cut from groups of this many batches' texts sorted by length: 1 = plain random batches, more = less padding but batches more alike
     max_grad_norm: float = 1.0  # gradients are clipped to this global L2 norm
-    max_length: int = 128  # tokens per text, [CLS] and [SEP] included; longer texts are truncated
+    max_length: int = 128  # tokens per text (per chunk with long_text="window"), [CLS] and [SEP] included
+    long_text: str = "truncate"  # texts over max_length: "truncate", "head-tail" (first quarter + last three quarters) or "window" (overlapping chunks)
+    stride: int = 32  # window: tokens each chunk shares with the next one
+    chunk_pooling: str = "mean"  # window: a text's logits are the "mean" or "max" of its chunks' logits
     dropout: float = 0.0  # dropout rate in every layer (encoder and before the head); 0 scored best in 1-epoch runs, BERT's own is 0.1
     pooling: str = "cls"  # "cls": the final hidden state of [CLS]; "mean": mean of all token states
-    validation_split: float = 0.1  # without a validation file, this stratified fraction is held out ...
+    validation_split: float = 0.1  # without a validation file, this fraction is held out (stratified by class) ...
     validation_max_rows: int = 2000  # ... but never more than this many rows
     precision: str = "auto"  # "auto": bf16 autocast where the CPU/GPU supports it, else fp32; or "bf16"/"fp32"
     max_time: float | None = None  # seconds; training stops cleanly when reached and keeps the best model
+    checkpoint_minutes: float = 5.0  # with an output folder: a checkpoint this often, and at each epoch's end
     seed: int = 42  # seeds data order, dropout and head initialisation
     eval_batch_size: int = 32  # examples per batch for validation and prediction (texts sorted by length)
 
@@ -44,8 +52,8 @@ class TrainConfig:
 
         if not isinstance(self.model, str) or not self.model:
             bad("model", self.model, "give a backbone folder path or leave the default")
-        if self.epochs <= 0:
-            bad("epochs", self.epochs, "use a number above 0, e.g. 1 or 3")
+        if self.epochs is not None and (not isinstance(self.epochs, (int, float)) or self.epochs <= 0):
+            bad("epochs", self.epochs, "use a number above 0, e.g. 1 or 3, or leave it unset to choose by data size")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             bad("batch_size", self.batch_size, "use a whole number of at least 1, e.g. 32")
         if not 0 < self.learning_rate < 1:
@@ -64,12 +72,28 @@ class TrainConfig:
             bad("max_length", self.max_length, "use a whole number from 8 to 512, e.g. 128")
         if not 0 <= self.dropout < 1:
             bad("dropout", self.dropout, "use a fraction in [0, 1), e.g. 0.1")
+        if self.long_text not in ("truncate", "head-tail", "window"):
+            bad("long_text", self.long_text, "use 'truncate', 'head-tail' or 'window'")
+        if not isinstance(self.stride, int) or self.stride < 0 or \
+                (self.long_text == "window" and self.stride > (self.max_length - 2) // 2):
+            bad("stride", self.stride, f"use a whole number of tokens from 0 to half the chunk, {(self.max_length - 2) // 2}")
+        if self.chunk_pooling not in ("mean", "max"):
+            bad("chunk_pooling", self.chunk_pooling, "use 'mean' or 'max'")
+        if self.long_text != "truncate" and self.text_pair_column is not None:
+            bad("long_text", self.long_text, "sentence pairs are truncated; leave long_text as 'truncate'")
+        if not isinstance(self.label_separator, str) or not self.label_separator:
+            bad("label_separator", self.label_separator, "use a character such as ',' or '|'")
+        if not (self.class_weights in (None, "auto") or (isinstance(self.class_weights, dict) and self.class_weights
+                and all(isinstance(w, (int, float)) and w > 0 for w in self.class_weights.values()))):
+            bad("class_weights", self.class_weights, "use 'auto' or a positive weight per label, e.g. {'ham': 1, 'spam': 4}")
         if self.pooling not in ("cls", "mean"):
             bad("pooling", self.pooling, "use 'cls' or 'mean'")
         if not 0 <= self.validation_split < 1:
             bad("validation_split", self.validation_split, "use a fraction in [0, 1), e.g. 0.1; 0 turns it off")
         if self.precision not in ("auto", "bf16", "fp32"):
             bad("precision", self.precision, "use 'auto', 'bf16' or 'fp32'")
+        if not isinstance(self.checkpoint_minutes, (int, float)) or self.checkpoint_minutes < 0:
+            bad("checkpoint_minutes", self.checkpoint_minutes, "use 0 or more minutes, e.g. 5")
         if self.max_time is not None and self.max_time <= 0:
             bad("max_time", self.max_time, "use a positive number of seconds, or leave it unset")
         if not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1:

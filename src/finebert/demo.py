@@ -12,7 +12,8 @@ def run_demo() -> None:
 
     from finebert.config import DEFAULT_BACKBONE, resolve_backbone
     from finebert.data import SAMPLE_LABEL_NAMES, sample_dataset
-    from finebert.inference import Classifier, softmax
+    from finebert.inference import Classifier
+    from finebert.labels import LabelSpace
     from finebert.tokenization import Tokenizer
 
     console = Console(highlight=False)
@@ -30,7 +31,8 @@ def run_demo() -> None:
     shown = tokenizer.explain(data.texts[0])
     console.print("tokens:         " + " ".join(shown["tokens"]))
     console.print("input_ids:      " + " ".join(map(str, shown["input_ids"])))
-    ids, mask = tokenizer.pad(tokenizer.encode(data.texts))
+    batch = tokenizer.pad(tokenizer.encode(data.texts).ids)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
     console.print(f"the batch is padded to its longest review: input_ids {ids.shape}, attention mask (1 = token, 0 = padding):")
     for row in mask:
         console.print("  " + " ".join(map(str, row)))
@@ -48,7 +50,7 @@ def run_demo() -> None:
                   f"{params / 1e6:.1f}M parameters; head W {tuple(model.head.weight.T.shape)} (hidden x classes)")
     with torch.no_grad():
         logits = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()  # (5, 2)
-    probs = softmax(logits)
+    probs = LabelSpace.from_data(data.labels, names=SAMPLE_LABEL_NAMES).postprocess(logits).probabilities
     console.print("before training the head is random, so the probabilities sit near 0.5:")
     for text, z, p in zip(data.texts, logits, probs):
         console.print(f"  logits [{z[0]:+.3f} {z[1]:+.3f}] -> softmax [{p[0]:.3f} {p[1]:.3f}]  {text}")

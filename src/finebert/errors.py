@@ -4,7 +4,8 @@
     ├── DataError            a data file: missing, unreadable, wrong columns, empty cells, one class only
     ├── ConfigError          a setting: out of range or of the wrong kind
     ├── ModelError           a model or backbone folder: missing, or not one finebert can load
-    └── MissingExtraError    an optional dependency is not installed (names the pip command)
+    ├── MissingExtraError    an optional dependency is not installed (names the pip command)
+    └── Interrupted          Ctrl-C during training: a checkpoint was saved (exit code 130; --resume continues)
 
 Each message says what is wrong and how to fix it, e.g.
 ``data.csv: no column 'review'; columns found: text, label. Pass --text-column with one of them.``
@@ -35,3 +36,9 @@ class MissingExtraError(FinebertError):
 
     def __init__(self, package: str, extra: str):
         super().__init__(f"{package} is not installed; install it with: pip install 'finebert[{extra}]'")
+
+
+class Interrupted(FinebertError):
+    """Training stopped by Ctrl-C after saving a checkpoint."""
+
+    exit_code = 130

@@ -5,34 +5,40 @@
 
 int8 models can collapse in accuracy (onnxruntime issue 9599), so each engine is scored on labelled
 data (by default the validation data used in training) and int8 becomes the default engine only
-if it loses at most `max_loss` accuracy points against PyTorch fp32. The figures go to finebert.json.
+if it loses at most `max_loss` points of the task's score against PyTorch fp32 (accuracy; macro-F1
+for multi-label models), its calibrated probabilities differ from PyTorch's by at most `max_prob_diff`,
+and its ECE stays within ECE_SLACK of PyTorch's. Each engine gets its own temperature (calibration.py),
+fitted on the same data. The figures go to finebert.json.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
-
+from finebert import model_folder
+from finebert.calibration import calibrate
 from finebert.errors import DataError, MissingExtraError
-from finebert.inference import FINEBERT_FILE, Classifier, read_model_info
+from finebert.evaluation import metrics
+from finebert.inference import ENGINE_FILES, Classifier
 
-ENGINE_FILES = {"onnx-fp32": "model.onnx", "onnx-int8": "model.int8.onnx"}
+ECE_SLACK = 0.02  # an engine's calibrated ECE may exceed PyTorch's by at most this much
 
 
 def export(folder: str | Path, *, int8: bool = True, validate: str | Path | None = None, max_loss: float = 0.5,
-           text_column: str | None = None, label_column: str | None = None) -> dict:
-    """Writes the ONNX engines into a model folder and returns the `engines` record saved in finebert.json."""
+           max_prob_diff: float = 0.1, text_column: str | None = None, label_column: str | None = None):
+    """Writes the ONNX engines into a model folder, validates and calibrates each one, and returns the
+    updated ModelInfo (engines, default engine, calibration), also saved in finebert.json."""
     _require_onnx()
     folder = Path(folder)
-    info = read_model_info(folder)
+    info = model_folder.read_info(folder)
     reference = Classifier.load(folder, engine="pytorch")
-    texts, y = _validation_data(reference, info, validate, text_column, label_column)
+    data = _validation_data(reference, validate, text_column, label_column)
+    y = info.label_space.encode(data.labels, data.source)
+    measure = "macro_f1" if info.label_space.multi_label else "accuracy"
 
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp, _quiet_exporters():
         tmp = Path(tmp)
@@ -44,23 +50,37 @@ def export(folder: str | Path, *, int8: bool = True, validate: str | Path | None
             _quantize(fp32, tmp / ENGINE_FILES["onnx-int8"])
             built.append("onnx-int8")
 
-        engines = {"pytorch": {"accuracy": _accuracy(reference, texts, y)}}
+        runners = {"pytorch": reference} | {
+            name: Classifier.load(folder, engine=name, engine_file=tmp / ENGINE_FILES[name]) for name in built}
+        logits = {name: clf.logits(data.texts, data.pairs) for name, clf in runners.items()}
+        calibration = {name: calibrate(info.label_space, z, y) for name, z in logits.items()}
+        probs = {name: info.label_space.postprocess(z, calibration[name]["temperature"]).probabilities
+                 for name, z in logits.items()}
+        engines = {}
+        for name, z in logits.items():
+            engines[name] = metrics(info.label_space, info.label_space.postprocess(z), y)
+            engines[name]["ece"] = calibration[name]["ece_after"]
+        base = engines["pytorch"]
         for name in built:
-            candidate = Classifier.load(folder, engine=name, engine_file=tmp / ENGINE_FILES[name])
-            engines[name] = {"file": ENGINE_FILES[name], "accuracy": _accuracy(candidate, texts, y)}
-        base = engines["pytorch"]["accuracy"]
-        for name in built:
-            loss = round(100 * (base - engines[name]["accuracy"]), 2)
-            engines[name].update(loss_points=loss, validated=loss <= max_loss)
-        engines["validation"] = {"examples": len(texts), "max_loss_points": max_loss}
+            e = engines[name]
+            e.update(file=ENGINE_FILES[name], loss_points=round(100 * (base[measure] - e[measure]), 2),
+                     max_prob_diff=round(float(abs(probs[name] - probs["pytorch"]).max()), 4))
+            # int8 BERT models can collapse: an engine is trusted only if its score, its probabilities
+            # and its calibration all stay close to PyTorch's
+            e["validated"] = (e["loss_points"] <= max_loss and e["max_prob_diff"] <= max_prob_diff
+                              and e["ece"] <= base["ece"] + ECE_SLACK)
+        engines["validation"] = {"examples": len(y), "measure": measure, "max_loss_points": max_loss,
+                                 "max_prob_diff": max_prob_diff, "ece_slack": ECE_SLACK}
         default = next((n for n in ("onnx-int8", "onnx-fp32") if engines.get(n, {}).get("validated")), "pytorch")
 
         for name in built:
             os.replace(tmp / ENGINE_FILES[name], folder / ENGINE_FILES[name])
     if not int8 and (folder / ENGINE_FILES["onnx-int8"]).exists():
         (folder / ENGINE_FILES["onnx-int8"]).unlink()  # stale: it belonged to the previous weights
-    info.update(engines=engines, default_engine=default)
-    _write_json(folder / FINEBERT_FILE, info)
+        calibration.pop("onnx-int8", None)
+    info.engines, info.default_engine = engines, default
+    info.calibration = {k: v for k, v in (info.calibration | calibration).items() if k == "pytorch" or k in built}
+    model_folder.write_info(folder, info)
     return info
 
 
@@ -88,20 +108,21 @@ def _require_onnx():
             raise MissingExtraError(package, "onnx") from None
 
 
-def _to_onnx(folder: Path, info: dict, path: Path) -> None:
+def _to_onnx(folder: Path, info, path: Path) -> None:
     """torch.onnx export with dynamic batch and sequence axes; eager attention traces to plain ops."""
     import torch
 
     from finebert.model import load_model
 
-    model = load_model(folder, pooling=info.get("pooling", "cls"), attention="eager")
+    model = load_model(folder, pooling=info.config.pooling, attention="eager")
     ids = torch.tensor([[101, 1996, 3185, 2001, 102], [101, 2307, 102, 0, 0]])  # (2, 5)
     mask = (ids != 0).long()
+    types = torch.zeros_like(ids)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
     with torch.no_grad():
-        torch.onnx.export(model, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
-                          output_names=["logits"], opset_version=17, dynamo=False,
-                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                                        "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}})
+        torch.onnx.export(model, (ids, mask, types), str(path), input_names=names, output_names=["logits"],
+                          opset_version=17, dynamo=False, dynamic_axes=axes)
 
 
 def _optimize(source: Path, target: Path, config) -> None:
@@ -126,32 +147,23 @@ def _quantize(source: Path, target: Path) -> None:
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def _validation_data(clf: Classifier, info: dict, validate, text_column, label_column):
+def _validation_data(clf: Classifier, validate, text_column, label_column):
     """Labelled texts to validate on: `validate`, else the validation file used in training, else the
-    split that training held out of its training file (recomputed: same seed, same rows)."""
-    from finebert.data import read_dataset, stratified_split
+    rows that training held out of its training file (recomputed: same seed, same rows)."""
+    from finebert.data import read_dataset, validation_split
 
-    config = clf.config
-    sources = info.get("data") or {}
+    config, sources = clf.config, clf.info.data or {}
     path = validate or sources.get("validation") or sources.get("train")
     if path is None:
         raise DataError("this model's training data was not a file; pass --validate FILE with labelled data")
-    data = read_dataset(path, text_column=text_column or config.text_column,
-                        label_column=label_column or config.label_column)
-    y = np.array(clf.class_ids(data.labels, data.source))
+    data = read_dataset(path, text_column=text_column, label_column=label_column, text_pair_column=config.text_pair_column,
+                        model_columns=(config.text_column, config.label_column))
     if validate or sources.get("validation"):
-        return data.texts, y
-    _, held_out = stratified_split(y.tolist(), config.validation_split, config.validation_max_rows, config.seed)
+        return data
+    y = clf.label_space.encode(data.labels, data.source)
+    _, held_out = validation_split(y, config.validation_split, config.validation_max_rows, config.seed)
     if not held_out:
         raise DataError(f"{data.source}: too small to have held out validation rows; pass --validate FILE")
-    return [data.texts[i] for i in held_out], y[held_out]
+    return data.subset(held_out)
 
 
-def _accuracy(clf: Classifier, texts: list[str], y: np.ndarray) -> float:
-    return round(float((clf.predict_proba(texts).argmax(1) == y).mean()), 4)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

@@ -1,275 +1,226 @@
-"""Stage 6, inference: a trained model as a `Classifier` with predict / predict_proba, saved and loaded.
+"""Stage 6, inference: a trained model as a `Classifier` with predict / predict_proba / classify.
 
-A model folder holds Hugging Face's files (config.json, model.safetensors, tokenizer files) plus
-finebert.json: labels, training settings, metrics. Never pickle.
+    clf = Classifier.load("model/")                  # the fastest validated engine (see `finebert export`)
+    clf.predict("I really enjoyed the movie!")       # 'positive'  (multi-label: a list of labels)
+    clf.predict_proba(["great", "awful"])            # (2, C) probabilities, in the order of clf.labels
+    clf.classify("great")                            # Prediction(text, label, labels, confidence, probabilities)
+    clf.predict([("a man plays", "someone is playing")])   # sentence pairs: (text, pair) tuples or pairs=[...]
 
-Scoring is batched: texts are tokenized together by the Rust tokenizer, sorted by length, and each
-batch is padded only to its own longest text; results come back in the caller's order.
+Every probability and decision comes from the label space's one post-processing step
+(`LabelSpace.postprocess`), with this engine's calibration applied.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from finebert.config import TrainConfig
-from finebert.errors import ModelError
-from finebert.tokenization import Tokenizer
+from finebert import model_folder
+from finebert.engines import OnnxEngine, TorchEngine, score
+from finebert.errors import ConfigError, MissingExtraError, ModelError
+from finebert.labels import LabelSpace, Outputs
+from finebert.model_folder import ModelInfo
+from finebert.tokenization import Encoded, Tokenizer
 
-FINEBERT_FILE = "finebert.json"
+ENGINES = ("auto", "pytorch", "onnx-fp32", "onnx-int8")
+ENGINE_FILES = {"onnx-fp32": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
 
 @dataclass
 class Prediction:
     text: str
-    label: str
-    confidence: float  # probability of `label`
+    label: str  # the most probable label
+    confidence: float  # the probability of `label`
+    labels: list[str]  # every label predicted: [label] for single-label, those over their thresholds for multi-label
     probabilities: dict[str, float]
+    text_pair: str | None = None
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "label": self.label, "confidence": self.confidence,
-                "probabilities": self.probabilities}
-
-
-class TorchEngine:
-    """Runs the PyTorch model in fp32 under no_grad: logits for a padded batch."""
-
-    name = "pytorch"
-
-    def __init__(self, model, device=None):
-        import torch
-
-        from finebert.model import default_device
-
-        self.device = device or default_device()
-        self.model = model.to(self.device).eval()
-        self._torch = torch
-
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        with torch.inference_mode():
-            out = self.model(torch.from_numpy(input_ids).to(self.device),
-                             torch.from_numpy(attention_mask).to(self.device))  # (B, C)
-        return out.float().cpu().numpy()
-
-
-class OnnxEngine:
-    """Runs an exported ONNX model (fp32 or int8) in ONNX Runtime on the CPU; needs no torch."""
-
-    def __init__(self, path: Path, name: str):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.name = name
-
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-
-
-ENGINES = ("auto", "pytorch", "onnx-fp32", "onnx-int8")
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def score_sequences(engine, tokenizer: Tokenizer, sequences: list[list[int]], batch_size: int) -> np.ndarray:
-    """Logits (N, C) for token-id sequences, batched shortest to longest, returned in input order."""
-    order = np.argsort([len(s) for s in sequences], kind="stable")
-    out = None
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        ids, mask = tokenizer.pad([sequences[i] for i in idx])  # (b, T) each
-        logits = engine.logits(ids, mask)  # (b, C)
-        if out is None:
-            out = np.empty((len(sequences), logits.shape[1]), dtype=np.float32)
-        out[idx] = logits
-    return out
+        d = {"text": self.text, "label": self.label, "labels": self.labels, "confidence": self.confidence,
+             "probabilities": self.probabilities}
+        return d if self.text_pair is None else {"text": self.text, "text_pair": self.text_pair, **d}
 
 
 class Classifier:
     """A fine-tuned text classifier. Load one with `Classifier.load(folder)`; `finebert.train` returns one."""
 
-    def __init__(self, engine, tokenizer: Tokenizer, labels: list[str], *, raw_labels: list[str] | None = None,
-                 config: TrainConfig | None = None, metrics: dict | None = None, history: list | None = None,
-                 sources: dict | None = None):
+    def __init__(self, engine, tokenizer: Tokenizer, info: ModelInfo, folder: Path | None = None):
         self.engine = engine
         self.tokenizer = tokenizer
-        self.labels = list(labels)  # class names, index = class id
-        self.raw_labels = list(raw_labels or labels)  # the labels as written in the training file
-        self.config = config or TrainConfig()
-        self.metrics = metrics or {}
-        self.history = history or []
-        self.sources = sources or {}  # {"train": path, "validation": path or None}, for `finebert export`
+        self.info = info
+        self.folder = folder  # where it was loaded from (for the PyTorch model behind an ONNX engine)
+        self._torch_model = None
+
+    @property
+    def label_space(self) -> LabelSpace:
+        return self.info.label_space
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names; index = class id."""
+        return self.info.label_space.names
+
+    @property
+    def config(self):
+        return self.info.config
+
+    @property
+    def metrics(self) -> dict:
+        return self.info.metrics
+
+    @property
+    def history(self) -> list:
+        return self.info.history
+
+    @property
+    def pairs(self) -> bool:
+        """True for a sentence-pair model."""
+        return self.config.text_pair_column is not None
 
     # -- prediction -------------------------------------------------------------------------------
-    def predict_proba(self, texts: str | list[str]) -> np.ndarray:
-        """Class probabilities, shape (N, C) in the order of `self.labels`; (C,) for a single string."""
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        if not batch:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        logits = score_sequences(self.engine, self.tokenizer, self.tokenizer.encode(batch), self.config.eval_batch_size)
-        probs = softmax(logits)
+    def encode(self, texts: list[str], pairs: list[str] | None = None) -> Encoded:
+        if self.pairs and pairs is None:
+            raise ConfigError("this model classifies sentence pairs; give (text, pair) tuples or pairs=[...]")
+        if pairs is not None and not self.pairs:
+            raise ConfigError("this model classifies single texts; leave out the second texts")
+        return self.tokenizer.encode(texts, pairs, long_text=self.config.long_text, stride=self.config.stride)
+
+    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        """Raw logits (N, C) from this classifier's engine."""
+        return score(self.engine, self.tokenizer, self.encode(texts, pairs), self.config.eval_batch_size,
+                     self.config.chunk_pooling)
+
+    def outputs(self, texts: list[str], pairs: list[str] | None = None) -> Outputs:
+        """Probabilities and decisions for a batch of texts: the path every prediction takes."""
+        if not texts:
+            return Outputs(np.zeros((0, len(self.labels)), np.float32), np.zeros((0, len(self.labels)), bool))
+        return self.label_space.postprocess(self.logits(texts, pairs), self.temperature)
+
+    @property
+    def temperature(self):
+        """This engine's calibration (finebert.json), or None."""
+        return (self.info.calibration.get(self.engine.name) or {}).get("temperature")
+
+    def predict_proba(self, texts, pairs: list[str] | None = None) -> np.ndarray:
+        """Class probabilities, shape (N, C) in the order of `self.labels`; (C,) for a single text."""
+        single, texts, pairs = _batch(texts, pairs, self.pairs)
+        probs = self.outputs(texts, pairs).probabilities
         return probs[0] if single else probs
 
-    def predict(self, texts: str | list[str]) -> str | list[str]:
-        """Label names: one for a single string, a list for a list."""
-        probs = self.predict_proba(texts)
-        if probs.ndim == 1:
-            return self.labels[int(probs.argmax())]
-        return [self.labels[int(k)] for k in probs.argmax(axis=1)]
+    def predict(self, texts, pairs: list[str] | None = None):
+        """Label names: one per text for single-label models, a list per text for multi-label ones;
+        a single text (or pair) gives one answer, a list gives a list."""
+        single, texts, pairs = _batch(texts, pairs, self.pairs)
+        decisions = self.outputs(texts, pairs).decisions
+        if self.label_space.multi_label:
+            answers = [[self.labels[k] for k in np.flatnonzero(row)] for row in decisions]
+        else:
+            answers = [self.labels[int(k)] for k in decisions.argmax(axis=1)]
+        return answers[0] if single else answers
 
-    def classify(self, texts: str | list[str]) -> Prediction | list[Prediction]:
-        """Label, confidence and every class's probability for each text."""
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        probs = self.predict_proba(batch)
+    def classify(self, texts, pairs: list[str] | None = None) -> Prediction | list[Prediction]:
+        """Label, every predicted label, confidence and every class's probability, for each text."""
+        single, texts, pairs = _batch(texts, pairs, self.pairs)
+        out = self.outputs(texts, pairs)
         results = []
-        for text, p in zip(batch, probs):
-            k = int(p.argmax())
-            results.append(Prediction(text, self.labels[k], round(float(p[k]), 4),
-                                      {name: round(float(v), 4) for name, v in zip(self.labels, p)}))
+        for i, (p, chosen) in enumerate(zip(out.probabilities, out.decisions)):
+            top = int(p.argmax())
+            results.append(Prediction(texts[i], self.labels[top], round(float(p[top]), 4),
+                                      [self.labels[k] for k in np.flatnonzero(chosen)],
+                                      {name: round(float(v), 4) for name, v in zip(self.labels, p)},
+                                      None if pairs is None else pairs[i]))
         return results[0] if single else results
 
-    def class_ids(self, labels: list[str], source: str) -> list[int]:
-        """Class ids of labels written as in the training file (`1`) or by name (`positive`)."""
-        from finebert.errors import DataError
+    def explain(self, texts, pairs: list[str] | None = None, *, label: str | None = None):
+        """Word attributions (integrated gradients) towards each text's top label, or `label`:
+        an Explanation for a single text, a list for a list (explain.py)."""
+        from finebert.explain import explain
 
-        to_id = {raw: k for k, raw in enumerate(self.raw_labels)} | {name: k for k, name in enumerate(self.labels)}
-        unknown = sorted(set(labels) - set(to_id))
-        if unknown:
-            raise DataError(f"{source}: label {unknown[0]!r} is not one the model knows "
-                            f"({', '.join(self.labels)}); use data with the training labels")
-        return [to_id[label] for label in labels]
+        single, texts, pairs = _batch(texts, pairs, self.pairs)
+        if label is not None and label not in self.labels:
+            raise ConfigError(f"label={label!r} is not one of this model's labels ({', '.join(self.labels)})")
+        results = explain(self, texts, pairs, label=label)
+        return results[0] if single else results
+
+    def torch_model(self):
+        """The PyTorch model: this engine's, or loaded once from the folder (gradients need PyTorch)."""
+        if isinstance(self.engine, TorchEngine):
+            return self.engine.model
+        if self._torch_model is None:
+            from finebert.model import load_model
+
+            if self.folder is None:
+                raise ModelError("this classifier has no PyTorch model to explain with; load it from its folder")
+            self._torch_model = load_model(self.folder, pooling=self.config.pooling)
+        return self._torch_model
 
     # -- saving and loading -----------------------------------------------------------------------
-    def save(self, folder: str | Path) -> Path:
-        """Writes the model folder atomically: a failed save leaves any earlier model there untouched."""
-        from finebert.model import HF_POOLER_SCALE, hf_compatible, save_model
-
-        folder = Path(folder)
+    def save(self, folder: str | Path, *, extra=None) -> Path:
+        """Writes the model folder atomically: a failed save leaves any earlier model there untouched.
+        `extra(tmp_folder)` may add files (training adds its report)."""
         if not isinstance(self.engine, TorchEngine):
             raise ModelError("only a PyTorch-engine classifier can be saved; load it with engine='pytorch'")
         model = self.engine.model
-        check_output_folder(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
-            save_model(model.cpu(), tmp, self.labels)
+            return model_folder.save(folder, model.cpu(), self.tokenizer, self.info, extra)
+        finally:
             model.to(self.engine.device)
-            self.tokenizer.save(tmp)
-            info = {
-                "finebert_version": _version(),
-                "labels": self.labels,
-                "raw_labels": self.raw_labels,
-                "pooling": model.pooling,
-                "hf_sequence_classification": hf_compatible(model),
-                "hf_pooler_scale": HF_POOLER_SCALE,
-                "config": self.config.to_dict(),
-                "metrics": self.metrics,
-                "history": self.history,
-                "data": self.sources,
-            }
-            (tmp / FINEBERT_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-            for path in tmp.iterdir():
-                path.chmod(0o644)
-            _replace_folder(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path, *, engine: str = "auto", device=None, engine_file: Path | None = None) -> "Classifier":
         """Loads a model folder. engine: "auto" takes the fastest validated one (ONNX int8, then ONNX
         fp32, see `finebert export`), else PyTorch; or name one of "pytorch", "onnx-fp32", "onnx-int8"."""
-        info = read_model_info(folder)
+        info = model_folder.read_info(folder)
         folder = Path(folder)
-        config = TrainConfig.from_dict(info.get("config", {}))
         runner = _make_engine(folder, info, engine, device, engine_file)
-        return cls(runner, Tokenizer(folder, config.max_length), info["labels"], raw_labels=info.get("raw_labels"),
-                   config=config, metrics=info.get("metrics"), history=info.get("history"), sources=info.get("data"))
+        return cls(runner, Tokenizer(folder, info.config.max_length), info, folder)
 
     def __repr__(self):
-        return f"Classifier(labels={self.labels}, backbone={self.config.model!r}, engine={self.engine.name!r})"
+        return (f"Classifier(labels={self.labels}, problem_type={self.label_space.problem_type!r}, "
+                f"backbone={self.config.model!r}, engine={self.engine.name!r})")
 
 
-def _make_engine(folder: Path, info: dict, engine: str, device, engine_file: Path | None):
-    from finebert.errors import ConfigError, MissingExtraError
+def _batch(texts, pairs, pair_model: bool):
+    """(single, texts, pairs): a string, a list of strings, or for a pair model also a (text, pair) tuple
+    or a list of them."""
+    is_pair = lambda t: isinstance(t, tuple) and len(t) == 2 and all(isinstance(s, str) for s in t)  # noqa: E731
+    if isinstance(texts, str) or (pair_model and is_pair(texts)):
+        single, texts = True, [texts]
+        pairs = [pairs] if isinstance(pairs, str) else pairs
+    else:
+        single, texts = False, list(texts)
+    if pair_model and texts and all(is_pair(t) for t in texts):
+        texts, pairs = [t[0] for t in texts], [t[1] for t in texts]
+    if pairs is not None and len(pairs) != len(texts):
+        raise ConfigError(f"{len(texts)} texts but {len(pairs)} second texts; give one pair per text")
+    return single, texts, None if pairs is None else list(pairs)
 
+
+def _make_engine(folder: Path, info: ModelInfo, engine: str, device, engine_file: Path | None):
     if engine not in ENGINES:
         raise ConfigError(f"engine={engine!r} is invalid: use one of {', '.join(ENGINES)}")
     if engine == "auto":
-        engine = info.get("default_engine", "pytorch")
-        if engine != "pytorch" and (not (folder / info["engines"][engine]["file"]).is_file() or not _has_onnxruntime()):
+        engine = info.default_engine
+        if engine != "pytorch" and (not (folder / ENGINE_FILES[engine]).is_file() or not onnx_available()):
             engine = "pytorch"  # the ONNX file or onnxruntime is missing: still works, just slower
     if engine == "pytorch":
         from finebert.model import load_model
 
-        return TorchEngine(load_model(folder, pooling=info.get("pooling", "cls")), device)
-    if not _has_onnxruntime():
+        return TorchEngine(load_model(folder, pooling=info.config.pooling), device)
+    if not onnx_available():
         raise MissingExtraError("onnxruntime", "onnx")
-    path = engine_file or folder / {"onnx-fp32": "model.onnx", "onnx-int8": "model.int8.onnx"}[engine]
+    path = engine_file or folder / ENGINE_FILES[engine]
     if not path.is_file():
         raise ModelError(f"{folder}: no {path.name}; create it with: finebert export {folder}")
     return OnnxEngine(path, engine)
 
 
-def _has_onnxruntime() -> bool:
+def onnx_available() -> bool:
+    """True when the [onnx] extra (onnxruntime) is installed."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
     return True
-
-
-def read_model_info(folder: str | Path) -> dict:
-    """finebert.json of a model folder, or a ModelError saying why the folder is not a finebert model."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ModelError(f"{folder}: no such model folder; give the --output folder of `finebert train`")
-    path = folder / FINEBERT_FILE
-    if not path.is_file():
-        raise ModelError(f"{folder}: not a finebert model (no {FINEBERT_FILE}); train one with `finebert train DATA --output DIR`")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(info.get("labels"), list):
-            raise ValueError("no labels")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ModelError(f"{path}: unreadable ({e}); train the model again") from None
-    return info
-
-
-def check_output_folder(folder: Path) -> None:
-    """An output folder may be new, empty, or an earlier finebert model (replaced); anything else is refused."""
-    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / FINEBERT_FILE).is_file())):
-        raise ModelError(f"{folder}: exists and is not a finebert model folder; choose a new --output folder")
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-        new.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        new.rename(target)
-    os.chmod(target, 0o755)
-
-
-def _version() -> str:
-    from finebert import __version__
-
-    return __version__

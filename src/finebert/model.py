@@ -29,11 +29,15 @@ class TextClassifier(nn.Module):
             encoder.pooler = None  # BERT's pretrained tanh pooler is not part of our head
         self.encoder = encoder
         self.pooling = pooling
+        # Sentence pairs need segment ids; encoders without token type embeddings (DistilBERT) take none.
+        self.uses_token_types = getattr(encoder.config, "type_vocab_size", 0) > 1
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)  # z = W·h + b
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        extra = {"token_type_ids": token_type_ids} if self.uses_token_types and token_type_ids is not None else {}
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state  # (B, T, H)
         if self.pooling == "cls":
             pooled = states[:, 0]  # (B, H)
         else:
@@ -62,9 +66,9 @@ def build_model(backbone: Path, num_labels: int, *, pooling: str, dropout: float
     _quiet_transformers()
     try:
         encoder = AutoModel.from_pretrained(str(backbone), attn_implementation=attention)
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelError(f"{backbone}: cannot load a Hugging Face encoder from it ({str(e).splitlines()[0]}); "
-                         "give a BERT-family model folder") from None
+    except Exception as e:  # missing, torn or foreign weights: whatever the loader raises, the folder is unusable
+        raise ModelError(f"{backbone}: cannot load a Hugging Face encoder from it ({_first_line(e)}); "
+                         "give a BERT-family model folder with its weights") from None
     model = TextClassifier(encoder, num_labels, pooling=pooling, dropout=dropout)
     for module in model.modules():
         if isinstance(module, nn.Dropout):
@@ -79,7 +83,7 @@ def hf_compatible(model: TextClassifier) -> bool:
     return model.encoder.config.model_type == "bert" and model.pooling == "cls"
 
 
-def save_model(model: TextClassifier, folder: Path, labels: list[str]) -> None:
+def save_model(model: TextClassifier, folder: Path, labels: list[str], *, multi_label: bool = False) -> None:
     """Writes config.json and model.safetensors in Hugging Face's layout (see the module docstring)."""
     from safetensors.torch import save_file
 
@@ -87,6 +91,7 @@ def save_model(model: TextClassifier, folder: Path, labels: list[str]) -> None:
     prefix = model.encoder.base_model_prefix  # "bert", "distilbert", ...
     config.id2label = dict(enumerate(labels))
     config.label2id = {name: i for i, name in enumerate(labels)}
+    config.problem_type = "multi_label_classification" if multi_label else "single_label_classification"
     config.architectures = [f"{type(model.encoder).__name__.removesuffix('Model')}ForSequenceClassification"
                             if hf_compatible(model) else type(model.encoder).__name__]
     config.save_pretrained(str(folder))
@@ -110,9 +115,12 @@ def load_model(folder: Path, *, pooling: str, attention: str = "sdpa") -> TextCl
     _quiet_transformers()
     try:
         config = AutoConfig.from_pretrained(str(folder))
+    except Exception as e:
+        raise ModelError(f"{folder}: cannot read config.json ({_first_line(e)}); train the model again") from None
+    try:
         tensors = load_file(str(folder / "model.safetensors"))
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{folder}: cannot read the model ({str(e).splitlines()[0]}); train it again") from None
+    except Exception as e:  # missing (FileNotFoundError) or torn (SafetensorError)
+        raise ModelError(f"{folder}: cannot read model.safetensors ({_first_line(e)}); train it again") from None
     config._attn_implementation = attention  # "eager" for ONNX export: plain ops that trace cleanly
     encoder = AutoModel.from_config(config)
     prefix = encoder.base_model_prefix + "."
@@ -128,6 +136,10 @@ def load_model(folder: Path, *, pooling: str, attention: str = "sdpa") -> TextCl
         model.head.weight.copy_(tensors["classifier.weight"] * scale)
         model.head.bias.copy_(tensors["classifier.bias"])
     return model.eval()
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def bf16_supported(device: torch.device) -> bool:

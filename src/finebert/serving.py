@@ -1,18 +1,22 @@
 """Stage 9, serving: an HTTP API (FastAPI) and a web page over a Classifier.
 
-    POST /predict  {"texts": ["...", ...]}  ->  {"predictions": [{"text", "label", "confidence", "probabilities"}]}
-    GET  /health   liveness;  GET /info  labels, backbone, metrics, engine;  GET /  a web page;  /docs  OpenAPI
+    POST /predict  {"texts": ["...", ...]}  ->  {"predictions": [{"text", "label", "labels", "confidence", "probabilities"}]}
+                   sentence-pair models: {"texts": [{"text": "...", "text_pair": "..."}, ...]}
+    POST /explain  the same body (and an optional "label") -> {"explanations": [{"text", "label", "words", "scores"}]}
+    GET  /health   200 {"status": "ok"}, or 503 when the model worker has died
+    GET  /info     labels, problem type, backbone, metrics, engine, limits;  GET /  a web page;  /docs  OpenAPI
 
 Micro-batching: concurrent requests wait a few milliseconds in a queue and are scored as one batch by
-a single model thread, so throughput grows with concurrency. Bad requests get a 4xx with
-{"error": "..."} and the server keeps serving.
+a single model thread, so throughput grows with concurrency. Every bad request gets a 4xx with
+{"error": "..."}; a failure inside the model a 500 with {"error": "..."}; a request the model does not
+answer in time a 503. The server keeps serving through all of them.
 """
 
 
 import asyncio
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
@@ -23,9 +27,19 @@ from finebert.errors import MissingExtraError
 class Limits:
     max_texts: int = 64  # texts per request
     max_chars: int = 10_000  # characters per text
-    max_body_bytes: int = 1_000_000  # request body size
+    max_body_bytes: int = 1_000_000  # request body size, counted as it arrives (chunked bodies too)
+    max_chunks: int = 256  # model inputs per request: texts, or their chunks for long_text="window" models
+    max_explain: int = 8  # texts per /explain request (integrated gradients cost 50 passes each)
     max_batch: int = 128  # texts scored together by the model
     wait_ms: float = 1.0  # how long the first request in a batch waits for company
+    timeout_s: float = 30.0  # a request not answered by then gets a 503 instead of waiting on
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    pairs: list[str] | None
+    future: asyncio.Future = field(repr=False)
 
 
 class MicroBatcher:
@@ -35,39 +49,39 @@ class MicroBatcher:
         self.classifier, self.limits = classifier, limits
         self.queue: asyncio.Queue = asyncio.Queue()
 
-    async def predict(self, texts: list[str]):
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, future))
-        return await future
+    async def predict(self, texts: list[str], pairs: list[str] | None = None):
+        job = _Job(texts, pairs, asyncio.get_running_loop().create_future())
+        await self.queue.put(job)
+        return await job.future
 
     async def run(self):
+        loop = asyncio.get_running_loop()
         while True:
-            pending = [await self.queue.get()]
-            size = len(pending[0][0])
-            deadline = asyncio.get_running_loop().time() + self.limits.wait_ms / 1000
-            while size < self.limits.max_batch:
-                timeout = deadline - asyncio.get_running_loop().time()
-                if timeout <= 0:
-                    break
+            jobs = [await self.queue.get()]
+            size, deadline = len(jobs[0].texts), loop.time() + self.limits.wait_ms / 1000
+            while size < self.limits.max_batch and (timeout := deadline - loop.time()) > 0:
                 try:
-                    item = await asyncio.wait_for(self.queue.get(), timeout)
+                    jobs.append(await asyncio.wait_for(self.queue.get(), timeout))
                 except asyncio.TimeoutError:
                     break
-                pending.append(item)
-                size += len(item[0])
-            texts = [t for request, _ in pending for t in request]
+                size += len(jobs[-1].texts)
+            jobs = [job for job in jobs if not job.future.done()]  # done = cancelled: its client went away
+            if not jobs:
+                continue
+            texts = [t for job in jobs for t in job.texts]
+            pairs = None if jobs[0].pairs is None else [p for job in jobs for p in job.pairs]
             try:
-                results = await asyncio.to_thread(self.classifier.classify, texts)
+                results = await asyncio.to_thread(self.classifier.classify, texts, pairs)
             except Exception as e:  # a model failure fails these requests, not the server
-                for _, future in pending:
-                    if not future.done():
-                        future.set_exception(e)
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(e)
                 continue
             start = 0
-            for request, future in pending:
-                if not future.done():  # done = cancelled: its client went away
-                    future.set_result(results[start:start + len(request)])
-                start += len(request)
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_result(results[start:start + len(job.texts)])
+                start += len(job.texts)
 
 
 def create_app(classifier, *, api_key: str | None = None, limits: Limits | None = None):
@@ -77,23 +91,32 @@ def create_app(classifier, *, api_key: str | None = None, limits: Limits | None 
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import HTMLResponse, JSONResponse
         from pydantic import BaseModel
+        from starlette.exceptions import HTTPException as StarletteHTTPException
     except ImportError:
         raise MissingExtraError("fastapi", "serve") from None
 
     limits = limits or Limits()
 
+    class TextPair(BaseModel):
+        text: str
+        text_pair: str
+
     class PredictRequest(BaseModel):
-        texts: list[str]
+        texts: list[str | TextPair]
+
+    class ExplainRequest(PredictRequest):
+        label: str | None = None  # explain this label instead of each text's top one
 
     def error(status: int, message: str):
         return JSONResponse({"error": message}, status_code=status)
 
+    example = '{"texts": [{"text": "...", "text_pair": "..."}]}' if classifier.pairs else '{"texts": ["..."]}'
+
     async def lifespan(app):
-        batcher = MicroBatcher(classifier, limits)
-        worker = asyncio.create_task(batcher.run())
-        app.state.batcher = batcher
+        app.state.batcher = MicroBatcher(classifier, limits)
+        app.state.worker = asyncio.create_task(app.state.batcher.run())
         yield
-        worker.cancel()
+        app.state.worker.cancel()
 
     app = FastAPI(title="finebert", version=_version(), lifespan=lifespan,
                   description=f"Text classification with labels: {', '.join(classifier.labels)}")
@@ -103,35 +126,92 @@ def create_app(classifier, *, api_key: str | None = None, limits: Limits | None 
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return error(422, f"invalid request body{' at ' + where if where else ''}: {first.get('msg', 'malformed')}; "
-                          'send {"texts": ["..."]}')
+                          f"send {example}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):  # 404, 405, a body that is not UTF-8 (400): the same JSON shape
+        return error(exc.status_code, f"{exc.detail}; send {example} to POST /predict")
+
+    @app.exception_handler(Exception)
+    async def internal_error(request, exc):  # a bug, not bad input: still JSON, and the server stays up
+        return error(500, f"internal error ({type(exc).__name__}); the request was not scored")
 
     app.add_middleware(_Guard, limits=limits, api_key=api_key, json_error=error)
 
+    def read(items, most: int):
+        """(texts, pairs, None) from a request's items, or (None, None, an error response)."""
+        if not items:
+            return None, None, error(422, f"texts is empty; send {example} with at least one text")
+        if len(items) > most:
+            return None, None, error(413, f"{len(items)} texts in one request; the limit is {most}, split the request")
+        if any(isinstance(t, TextPair) != classifier.pairs for t in items):
+            kind = "sentence pairs" if classifier.pairs else "single texts"
+            return None, None, error(422, f"this model classifies {kind}; send {example}")
+        texts = [t.text if isinstance(t, TextPair) else t for t in items]
+        pairs = [t.text_pair for t in items] if classifier.pairs else None
+        for i, text in enumerate(texts + (pairs or [])):
+            where = f"texts[{i % len(texts)}]" + (".text_pair" if i >= len(texts) else "")
+            if not text.strip():
+                return None, None, error(422, f"{where} is empty; send non-empty texts")
+            if len(text) > limits.max_chars:
+                return None, None, error(413, f"{where} has {len(text)} characters; the limit is {limits.max_chars}")
+        if classifier.config.long_text == "window":
+            chunks = len(classifier.encode(texts).ids)
+            if chunks > limits.max_chunks:
+                return None, None, error(413, f"these texts make {chunks} chunks of {classifier.config.max_length} "
+                                              f"tokens; the limit is {limits.max_chunks}, send fewer or shorter texts")
+        return texts, pairs, None
+
     @app.post("/predict")
     async def predict(body: PredictRequest):
-        texts = body.texts
-        if not texts:
-            return error(422, 'texts is empty; send {"texts": ["..."]} with at least one text')
-        if len(texts) > limits.max_texts:
-            return error(413, f"{len(texts)} texts in one request; the limit is {limits.max_texts}, split the request")
-        for i, text in enumerate(texts):
-            if not text.strip():
-                return error(422, f"texts[{i}] is empty; send non-empty texts")
-            if len(text) > limits.max_chars:
-                return error(413, f"texts[{i}] has {len(text)} characters; the limit is {limits.max_chars}")
-        predictions = await app.state.batcher.predict(texts)
+        texts, pairs, refusal = read(body.texts, limits.max_texts)
+        if refusal:
+            return refusal
+        if app.state.worker.done():
+            return error(503, "the model worker has stopped; restart the server")
+        try:
+            predictions = await asyncio.wait_for(app.state.batcher.predict(texts, pairs), limits.timeout_s)
+        except asyncio.TimeoutError:
+            return error(503, f"the model did not answer within {limits.timeout_s:g} s; try again later")
+        except Exception as e:
+            return error(500, f"the model failed on this request ({type(e).__name__}: {e})")
         return JSONResponse({"predictions": [p.to_dict() for p in predictions]})  # skips FastAPI's re-encoding
+
+    explaining = asyncio.Lock()  # one explanation at a time: integrated gradients are heavy
+
+    @app.post("/explain")
+    async def explain(body: ExplainRequest):
+        texts, pairs, refusal = read(body.texts, limits.max_explain)
+        if refusal:
+            return refusal
+        if body.label is not None and body.label not in classifier.labels:
+            return error(422, f"label {body.label!r} is not one of {', '.join(classifier.labels)}")
+        try:
+            async with explaining:
+                found = await asyncio.wait_for(asyncio.to_thread(classifier.explain, texts, pairs, label=body.label),
+                                               limits.timeout_s)
+        except asyncio.TimeoutError:
+            return error(503, f"the explanation took over {limits.timeout_s:g} s; send fewer or shorter texts")
+        except MissingExtraError as e:
+            return error(501, str(e))
+        return JSONResponse({"explanations": [e.to_dict() for e in found]})
 
     @app.get("/health")
     async def health():
+        worker = app.state.worker
+        if worker.done():
+            reason = "cancelled" if worker.cancelled() else repr(worker.exception())
+            return error(503, f"unhealthy: the model worker has stopped ({reason})")
         return {"status": "ok"}
 
     @app.get("/info")
     async def info():
-        return {"labels": classifier.labels, "backbone": classifier.config.model, "engine": classifier.engine.name,
-                "metrics": classifier.metrics, "max_length": classifier.config.max_length,
+        config = classifier.config
+        return {"labels": classifier.labels, "problem_type": classifier.label_space.problem_type,
+                "text_pair": classifier.pairs, "long_text": config.long_text, "backbone": config.model,
+                "engine": classifier.engine.name, "metrics": classifier.metrics, "max_length": config.max_length,
                 "limits": {"max_texts": limits.max_texts, "max_chars": limits.max_chars,
-                           "max_body_bytes": limits.max_body_bytes}}
+                           "max_chunks": limits.max_chunks, "max_body_bytes": limits.max_body_bytes}}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
@@ -141,24 +221,44 @@ def create_app(classifier, *, api_key: str | None = None, limits: Limits | None 
 
 
 class _Guard:
-    """Pure ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware): body size limit and API key."""
+    """Pure ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware): the API key, and the body size
+    limit, checked on Content-Length and on the bytes that arrive (a chunked body has no Content-Length):
+    the body is read here, up to the limit, and handed on to the app."""
 
     def __init__(self, app, *, limits: Limits, api_key: str | None, json_error):
         self.app, self.limits, self.api_key, self.error = app, limits, api_key, json_error
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            headers = dict(scope["headers"])
-            length = headers.get(b"content-length", b"0")
-            if length.isdigit() and int(length) > self.limits.max_body_bytes:
-                response = self.error(413, f"request body is {int(length)} bytes; the limit is {self.limits.max_body_bytes}")
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        limit = self.limits.max_body_bytes
+        length = headers.get(b"content-length", b"0")
+        if length.isdigit() and int(length) > limit:
+            return await self.error(413, f"request body is {int(length)} bytes; the limit is {limit}")(scope, receive, send)
+        if self.api_key and scope["path"] in ("/predict", "/explain", "/info"):
+            if not secrets.compare_digest(headers.get(b"x-api-key", b""), self.api_key.encode()):
+                response = self.error(401, "missing or wrong API key; send it in the X-API-Key header")
                 return await response(scope, receive, send)
-            if self.api_key and scope["path"] in ("/predict", "/info"):
-                given = headers.get(b"x-api-key", b"")
-                if not secrets.compare_digest(given, self.api_key.encode()):
-                    response = self.error(401, "missing or wrong API key; send it in the X-API-Key header")
-                    return await response(scope, receive, send)
-        await self.app(scope, receive, send)
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        body, more = [], True
+        size = 0
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away: nothing to answer
+            body.append(message.get("body", b""))
+            size += len(body[-1])
+            more = message.get("more_body", False)
+            if size > limit:
+                return await self.error(413, f"request body is over {limit} bytes; the limit is {limit}")(scope, receive, send)
+        replay = [{"type": "http.request", "body": b"".join(body), "more_body": False}]
+
+        async def buffered_receive():
+            return replay.pop() if replay else await receive()
+
+        await self.app(scope, buffered_receive, send)
 
 
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
@@ -175,7 +275,8 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, api_k
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     classifier = Classifier.load(model, engine=engine)
     app = create_app(classifier, api_key=api_key, limits=limits)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # timeout_keep_alive: idle connections are closed after 5 s, so slow or stalled clients cannot pile up
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=5)
 
 
 def _version() -> str:

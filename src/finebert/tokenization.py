@@ -10,53 +10,155 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from finebert.errors import ModelError
+from finebert.errors import ConfigError, ModelError
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+LONG_TEXT = ("truncate", "head-tail", "window")
+
+
+@dataclass
+class Encoded:
+    """Model inputs for N texts: the token ids of one or more chunks per text, not padded.
+
+    A text is one chunk unless `window` splits it; chunks of text d are chunks[starts[d]:starts[d + 1]].
+    """
+
+    ids: list[list[int]]  # per chunk: [CLS] ... [SEP] (pairs: [CLS] a [SEP] b [SEP])
+    type_ids: list[list[int]] | None  # per chunk: segment ids of sentence pairs; None means all 0
+    starts: np.ndarray  # (N + 1,) offsets of each text's chunks
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.starts) - 1
+
+    def doc_of_chunk(self) -> np.ndarray:
+        """(n_chunks,) the text each chunk belongs to."""
+        return np.repeat(np.arange(self.n_docs), np.diff(self.starts))
+
+    def doc_lengths(self) -> np.ndarray:
+        """(N,) tokens per text over all its chunks: what batching by length sorts on."""
+        chunk_lengths = np.array([len(c) for c in self.ids], dtype=np.int64)
+        return np.add.reduceat(chunk_lengths, self.starts[:-1]) if len(chunk_lengths) else chunk_lengths
+
+    def select(self, docs) -> "Encoded":
+        """The chunks of texts `docs`, in that order, renumbered from 0."""
+        pieces = [range(self.starts[d], self.starts[d + 1]) for d in docs]
+        chunks = [c for piece in pieces for c in piece]
+        type_ids = None if self.type_ids is None else [self.type_ids[c] for c in chunks]
+        starts = np.concatenate([[0], np.cumsum([len(p) for p in pieces])]).astype(np.int64)
+        return Encoded([self.ids[c] for c in chunks], type_ids, starts)
 
 
 class Tokenizer:
+    """The backbone's WordPiece tokenizer; `max_length` tokens per chunk, [CLS] and [SEP] included."""
+
     def __init__(self, folder: str | Path, max_length: int = 128):
         from tokenizers import Tokenizer as RustTokenizer
 
         self.folder = Path(folder)
         if (self.folder / "tokenizer.json").is_file():
-            self._tok = RustTokenizer.from_file(str(self.folder / "tokenizer.json"))
+            load = lambda: RustTokenizer.from_file(str(self.folder / "tokenizer.json"))  # noqa: E731
         elif (self.folder / "vocab.txt").is_file():
             from tokenizers.implementations import BertWordPieceTokenizer
 
             settings = _read_json(self.folder / "tokenizer_config.json")
             lowercase = settings.get("do_lower_case", True)
-            self._tok = BertWordPieceTokenizer(str(self.folder / "vocab.txt"), lowercase=lowercase)._tokenizer
+            load = lambda: BertWordPieceTokenizer(str(self.folder / "vocab.txt"), lowercase=lowercase)._tokenizer  # noqa: E731
         else:
             raise ModelError(f"{self.folder}: no tokenizer.json or vocab.txt; the backbone folder needs its tokenizer files")
+        self._tok = load()  # truncates to max_length: the fast path
         self._tok.no_padding()
-        self.max_length = max_length
         self._tok.enable_truncation(max_length)
-        pad_token = _read_json(self.folder / "special_tokens_map.json").get("pad_token") or \
-            _read_json(self.folder / "tokenizer_config.json").get("pad_token") or "[PAD]"
-        if isinstance(pad_token, dict):  # {"content": "[PAD]", ...}
-            pad_token = pad_token.get("content", "[PAD]")
-        self.pad_token = pad_token
-        self.pad_id = self._tok.token_to_id(pad_token) or 0
+        self._full = load()  # no truncation, no special tokens: for head-tail and window
+        self._full.no_padding()
+        self._full.no_truncation()
+        self.max_length = max_length
+        special = _read_json(self.folder / "special_tokens_map.json") | _read_json(self.folder / "tokenizer_config.json")
+        token = lambda key, default: (special.get(key) or {}).get("content", default) \
+            if isinstance(special.get(key), dict) else (special.get(key) or default)  # noqa: E731
+        self.pad_token = token("pad_token", "[PAD]")
+        self.pad_id = self._tok.token_to_id(self.pad_token) or 0
+        self.cls_id = self._tok.token_to_id(token("cls_token", "[CLS]"))
+        self.sep_id = self._tok.token_to_id(token("sep_token", "[SEP]"))
 
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        """Token ids per text, [CLS] ... [SEP], truncated to max_length, not padded."""
-        return [e.ids for e in self._tok.encode_batch(texts)]
+    def encode(self, texts: list[str], pairs: list[str] | None = None, *, long_text: str = "truncate",
+               stride: int = 32) -> Encoded:
+        """Token ids of `texts` (with `pairs`: [CLS] text [SEP] pair [SEP] and segment ids).
 
-    def pad(self, sequences: list[list[int]], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Pads to the longest sequence (or `length`): returns input_ids and attention_mask, both (B, T) int64."""
-        width = length or max(len(s) for s in sequences)
-        ids = np.full((len(sequences), width), self.pad_id, dtype=np.int64)  # (B, T)
-        mask = np.zeros((len(sequences), width), dtype=np.int64)  # (B, T)
-        for row, seq in enumerate(sequences):
-            ids[row, :len(seq)] = seq
-            mask[row, :len(seq)] = 1
-        return ids, mask
+        Texts longer than max_length are truncated, cut to their head and tail (`head-tail`: the first
+        quarter and the last three quarters of the room), or split into overlapping chunks (`window`:
+        consecutive chunks share `stride` tokens).
+        """
+        if pairs is not None:
+            if long_text != "truncate":
+                raise ConfigError(f"long_text={long_text!r} works on single texts; sentence pairs are truncated "
+                                  "(leave long_text as 'truncate')")
+            encodings = self._tok.encode_batch(list(zip(texts, pairs)))
+            return Encoded([e.ids for e in encodings], [e.type_ids for e in encodings],
+                           np.arange(len(texts) + 1, dtype=np.int64))
+        if long_text == "truncate":
+            ids = [e.ids for e in self._tok.encode_batch(texts)]
+            return Encoded(ids, None, np.arange(len(texts) + 1, dtype=np.int64))
+        chunks, counts = [], []
+        for body in (e.ids for e in self._full.encode_batch(texts, add_special_tokens=False)):
+            spans = self.spans(len(body), long_text, stride)
+            chunks.extend([self.cls_id, *(body[i] for i in span), self.sep_id] for span in spans)
+            counts.append(len(spans))
+        return Encoded(chunks, None, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    def spans(self, n: int, long_text: str, stride: int) -> list[list[int]]:
+        """Which of a text's n tokens each of its chunks holds: the one rule for truncate, head-tail and window."""
+        room = self.max_length - 2  # tokens of text per chunk, between [CLS] and [SEP]
+        if n <= room or long_text == "truncate":
+            return [list(range(min(n, room)))]
+        if long_text == "head-tail":
+            head = room // 4
+            return [list(range(head)) + list(range(n - (room - head), n))]
+        return [list(range(s, min(s + room, n))) for s in range(0, n - stride, room - stride)]
+
+    def words(self, text: str, pair: str | None = None) -> tuple[list[str], list[int | None], object]:
+        """(words, the word of each token, the tokenizers Encoding) of one text, for explanations. Words are
+        as written in the text (then a "[SEP]" and the pair's words). Tokens are those of the whole text, no
+        special tokens and no truncation, as `spans` indexes them; for a pair, those of the model's
+        encoding, specials included (their word is None)."""
+        if pair is None:
+            enc = self._full.encode(text, add_special_tokens=False)
+            sequences = [0] * len(enc.ids)
+        else:
+            enc = self._tok.encode(text, pair)
+            sequences = enc.sequence_ids
+        bounds: dict[tuple, list[int]] = {}  # (sequence, word id) -> [start, end] in that sequence's string
+        keys = []
+        for sequence, word, (start, end) in zip(sequences, enc.word_ids, enc.offsets):
+            key = None if sequence is None or word is None else (sequence, word)
+            if key is not None:
+                bounds.setdefault(key, [start, end])[1] = end
+            keys.append(key)
+        words, position = [], {}
+        for key in bounds:  # in order of first appearance
+            if key[0] == 1 and "[SEP]" not in words:
+                words.append("[SEP]")
+            position[key] = len(words)
+            words.append((text, pair)[key[0]][bounds[key][0]:bounds[key][1]])
+        return words, [None if key is None else position[key] for key in keys], enc
+
+    def pad(self, ids: list[list[int]], type_ids: list[list[int]] | None = None) -> dict[str, np.ndarray]:
+        """Pads chunks to the longest one: input_ids, attention_mask and token_type_ids, each (B, T) int64."""
+        width = max(len(s) for s in ids)
+        batch = {"input_ids": np.full((len(ids), width), self.pad_id, dtype=np.int64),  # (B, T)
+                 "attention_mask": np.zeros((len(ids), width), dtype=np.int64),  # (B, T)
+                 "token_type_ids": np.zeros((len(ids), width), dtype=np.int64)}  # (B, T)
+        for row, seq in enumerate(ids):
+            batch["input_ids"][row, :len(seq)] = seq
+            batch["attention_mask"][row, :len(seq)] = 1
+            if type_ids is not None:
+                batch["token_type_ids"][row, :len(seq)] = type_ids[row]
+        return batch
 
     def explain(self, text: str, pad_to: int | None = None) -> dict:
         """Tokens, ids and attention mask of one text, padded to `pad_to` if given (for `finebert tokenize`)."""

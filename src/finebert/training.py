@@ -1,153 +1,490 @@
-"""Stage 4, training: fine-tune every weight of the encoder and the head with cross-entropy.
+"""Stage 4, training: fine-tune every weight of the encoder and the head.
 
 Our own loop, fast by design on CPUs: texts are tokenized once; batches are cut from small random groups
-sorted by length and padded only to their own longest text; bf16 autocast where the
-hardware has bf16 arithmetic; fused AdamW with linear warmup and decay; gradient clipping; validation
-after each epoch, keeping the best weights.
+sorted by length and padded only to their own longest text; bf16 autocast where the hardware has bf16
+arithmetic; fused AdamW with linear warmup and decay; gradient clipping; validation after each epoch,
+keeping the best weights.
+
+The loss follows the label space: cross-entropy over softmax for single-label tasks (with optional
+class weights), binary cross-entropy over sigmoids for multi-label ones. Texts split into chunks
+(`long_text="window"`) are scored as the mean (or max) of their chunks' logits, in training as in
+prediction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
+import signal
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from finebert import checkpoints, distributed
+from finebert.calibration import calibrate
 from finebert.config import TrainConfig, resolve_backbone
-from finebert.data import (SAMPLE_LABEL_NAMES, Dataset, check_trainable, label_vocabulary, read_dataset,
-                           sample_dataset, stratified_split)
-from finebert.errors import ConfigError, DataError
-from finebert.inference import Classifier, TorchEngine, check_output_folder, score_sequences
-from finebert.tokenization import Tokenizer
+from finebert.data import SAMPLE_LABEL_NAMES, Dataset, read_dataset, sample_dataset, validation_split
+from finebert.engines import TorchEngine, pool_chunks, score
+from finebert.errors import ConfigError, Interrupted, ModelError
+from finebert.evaluation import metrics, score_logits
+from finebert.labels import LabelSpace
+from finebert.model_folder import ModelInfo, check_output_folder
+from finebert.tokenization import Encoded, Tokenizer
+
+IMBALANCED = 2.0  # largest class / smallest class at or above this: the best epoch is chosen on macro-F1
+RECIPE_STEPS = 600  # epochs=None: enough epochs for about this many optimizer steps ...
+RECIPE_MAX_EPOCHS = 4  # ... but no more than this many
+
+
+@dataclass
+class Task:
+    """The data of one training run, tokenized once."""
+
+    space: LabelSpace
+    tokenizer: Tokenizer
+    train: Encoded  # N training texts
+    y: np.ndarray  # (N,) class ids, or (N, C) 0/1 targets for multi-label
+    val: Encoded | None  # validation texts, if any
+    y_val: np.ndarray | None
+    selection: str  # the validation metric that picks the best epoch: "accuracy" or "macro_f1"
+    sources: dict  # {"train": path, "validation": path}
+    epochs: float  # config.epochs, or the recipe's choice for this data size
+    val_texts: list[str] | None = None  # the validation texts as written, for the report's mistakes
+    val_pairs: list[str] | None = None
 
 
 def train(data: str | Path | Dataset | None = None, *, output: str | Path | None = None,
-          validation: str | Path | Dataset | None = None, config: TrainConfig | None = None,
-          quiet: bool = False, on_step: Callable[[int, float], None] | None = None, **settings) -> Classifier:
+          validation: str | Path | Dataset | None = None, config: TrainConfig | None = None, resume: bool = False,
+          quiet: bool = False, on_step: Callable[[int, float], None] | None = None,
+          label_space: LabelSpace | None = None, **settings):
     """Fine-tunes a classifier on `data` (a file path, a Dataset, or None for the built-in sample).
 
     Settings are TrainConfig fields, given as `config=` or as keywords (`epochs=2`). With `output`, the
-    model folder is written there (atomically). `on_step(step, loss)` is called after every step.
+    model folder is written there (atomically), with checkpoints under output/checkpoints while training
+    runs; `resume=True` continues from the last good one. `on_step(step, loss)` is called after every
+    step. `label_space` fixes the classes (e.g. a fold of a larger file that lacks a rare one); by
+    default they are those of the training data. Returns a `finebert.Classifier`.
     """
     unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r}; the settings are the fields of finebert.TrainConfig")
     config = dataclasses.replace(config or TrainConfig(), **settings)
-    train_set = _as_dataset(data, config)
-    check_trainable(train_set)
-    raw_labels, label_ids = label_vocabulary(train_set.labels)
-    names = label_vocabulary(train_set.labels, config.label_names or (SAMPLE_LABEL_NAMES if data is None else None))[0]
-    y = np.array([label_ids[label] for label in train_set.labels])
-
-    if validation is not None:
-        val_set = _as_dataset(validation, config)
-        unknown = sorted(set(val_set.labels) - set(label_ids))
-        if unknown:
-            raise DataError(f"{val_set.source}: label {unknown[0]!r} does not occur in the training data "
-                            f"({', '.join(raw_labels)}); use the same labels in both files")
-        val_texts, val_y = val_set.texts, np.array([label_ids[label] for label in val_set.labels])
-        train_idx = np.arange(len(y))
-    else:
-        train_idx, val_idx = stratified_split(y.tolist(), config.validation_split, config.validation_max_rows, config.seed)
-        val_texts, val_y = [train_set.texts[i] for i in val_idx], y[val_idx]
-    if output is not None:
-        check_output_folder(Path(output))  # refuse before spending minutes on training
-
-    import torch
-
-    from finebert.model import bf16_supported, build_model, default_device
-
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    backbone = resolve_backbone(config.model)
-    tokenizer = Tokenizer(backbone, config.max_length)
-    sequences = tokenizer.encode([train_set.texts[i] for i in train_idx])
-    lengths = np.array([len(s) for s in sequences])
-    targets = y[train_idx]
-    val_sequences = tokenizer.encode(val_texts) if len(val_texts) else []
-
-    device = default_device()
-    model = build_model(backbone, len(raw_labels), pooling=config.pooling, dropout=config.dropout).to(device)
-    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_supported(device))
-    steps_per_epoch = math.ceil(len(sequences) / config.batch_size)
-    total_steps = max(1, round(config.epochs * steps_per_epoch))
-    # With sparse_embeddings the word embeddings (30k rows) get sparse gradients: a batch touches a few
-    # hundred rows, and only those are updated (lazy Adam) instead of a dense pass over the whole table.
-    words = model.encoder.get_input_embeddings()
-    words.sparse = config.sparse_embeddings
-    dense, sparse = _param_groups(model, config, sparse=words.weight if config.sparse_embeddings else None)
-    optimizers = [torch.optim.AdamW(dense, lr=config.learning_rate, fused=True)]
-    if sparse:
-        optimizers.append(torch.optim.SparseAdam(sparse, lr=config.learning_rate))
-    warmup = round(config.warmup_ratio * total_steps)
-    ramp = lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup))  # noqa: E731
-    schedules = [torch.optim.lr_scheduler.LambdaLR(o, ramp) for o in optimizers]
-    engine = TorchEngine(model, device)
-    sources = {"train": _path_of(data), "validation": _path_of(validation)}
-    classifier = Classifier(engine, tokenizer, names, raw_labels=raw_labels, config=config, sources=sources)
+    output = Path(output) if output is not None else None
+    rank, world = distributed.setup()  # several processes under torchrun (`--nproc`): this one's place
+    lead = rank == 0  # validation, checkpoints, the progress bar and the saved model are the lead's alone
+    if world > 1 and config.sparse_embeddings:
+        raise ConfigError("sparse_embeddings does not work with several processes; leave it off with --nproc")
+    if output is not None and lead:
+        check_output_folder(output)  # refuse before spending minutes on training
+        check_writable(output, resolve_backbone(config.model))
+    elif resume and output is None:
+        raise ConfigError("resume needs the output folder of the interrupted run; pass --output")
+    task = prepare(data, validation, config, label_space)
+    state = TrainState.start(task, config, rank, world)
+    if resume:
+        state.restore(_last_checkpoint(output), task, config)
+    elif output is not None and checkpoints.exist(output):
+        raise ConfigError(f"{output / checkpoints.FOLDER} holds checkpoints of an unfinished run; "
+                          "add --resume to continue it, or delete that folder to start again")
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total_steps * config.batch_size, unit="ex", smoothing=0, disable=quiet, desc="training")
-    start, step, history, best = time.perf_counter(), 0, [], None
-    while step < total_steps:
-        epoch = step // steps_per_epoch + 1
-        model.train()
-        for batch in bucketed_batches(lengths, config.batch_size, rng, config.length_window):
-            ids, mask = tokenizer.pad([sequences[i] for i in batch])  # (B, T) each
-            ids, mask = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
-            labels = torch.from_numpy(targets[batch]).to(device)  # (B,)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(ids, mask)  # (B, C)
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-            loss.backward()
-            clip_gradients(model.parameters(), config.max_grad_norm)
-            for optimizer, schedule in zip(optimizers, schedules):
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-            step += 1
-            loss_value = loss.item()
-            bar.update(len(batch))
-            bar.set_postfix(epoch=epoch, loss=f"{loss_value:.4f}")
-            if on_step:
-                on_step(step, loss_value)
-            out_of_time = config.max_time is not None and time.perf_counter() - start > config.max_time
-            if step >= total_steps or out_of_time:
-                break
-        record = {"epoch": epoch, "step": step, "loss": round(loss_value, 4),
-                  "seconds": round(time.perf_counter() - start, 1)}
-        if len(val_sequences):
-            model.eval()  # no dropout while validating
-            logits = score_sequences(engine, tokenizer, val_sequences, config.eval_batch_size)  # (N, C)
-            record["val_accuracy"] = round(float((logits.argmax(1) == val_y).mean()), 4)
-            if best is None or record["val_accuracy"] > best[0]:
-                best = (record["val_accuracy"], {k: v.detach().clone() for k, v in model.state_dict().items()})
-        history.append(record)
-        if not quiet:
-            bar.write(_describe(record))
-        if out_of_time:
-            history[-1]["stopped"] = "max_time"
-            break
+    bar = tqdm(total=state.total_steps * config.batch_size, initial=state.step * config.batch_size, unit="ex",
+               smoothing=0, disable=quiet or not lead, desc="training")
+    save = (lambda: state.checkpoint(output)) if output is not None and lead else None
+    with _stop_on_sigint(enabled=output is not None) as stop:
+        while not state.finished:
+            state.run_epoch(task, config, bar, on_step, stop, save=save)
+            if not quiet and lead and state.history:
+                bar.write(_describe(state.history[-1], task.selection))
+            if state.interrupted:
+                bar.close()
+                if save:
+                    save()
+                distributed.finish()
+                raise Interrupted(f"interrupted at step {state.step} of {state.total_steps}; a checkpoint is saved "
+                                  f"in {output / checkpoints.FOLDER}: run the same command with --resume to continue")
     bar.close()
-    words.sparse = False
-    if best is not None:
-        model.load_state_dict(best[1])
-    model.eval()
-    elapsed = time.perf_counter() - start
-    classifier.history = history
-    classifier.metrics = {"train_seconds": round(elapsed, 1), "train_examples": len(sequences),
-                          "train_examples_per_second": round(step * config.batch_size / elapsed, 1),
-                          "precision": "bf16" if use_bf16 else "fp32", "device": device.type}
-    if best is not None:
-        classifier.metrics["val_accuracy"] = best[0]
-        classifier.metrics["val_examples"] = len(val_sequences)
-    if output is not None:
-        classifier.save(output)
+
+    from finebert.inference import Classifier
+
+    info = state.finish(task, config)
+    classifier = Classifier(TorchEngine(state.model, state.device), task.tokenizer, info)
+    if output is not None and lead:  # replaces the folder, checkpoints included: the run is complete
+        classifier.save(output, extra=_validation_report(state, task, info))
+    distributed.finish()
     return classifier
+
+
+def _validation_report(state: "TrainState", task: Task, info: ModelInfo):
+    """Writes report/ (report.py) for the validation data into the new model folder, if there was any."""
+    if state.best is None:
+        return None
+
+    def write(folder: Path) -> None:
+        from finebert.report import write_report
+
+        temperature = info.calibration["pytorch"]["temperature"]
+        result = score_logits(task.space, state.best["logits"], task.y_val, temperature)
+        write_report(folder / "report", result, task.space, state.best["logits"], task.y_val, temperature,
+                     task.val_texts, task.val_pairs, history=info.history,
+                     title=f"validation data held out in training (epoch {state.best['epoch']})")
+
+    return write
+
+
+class TrainState:
+    """Everything a run needs to continue from where it stopped; a checkpoint holds exactly this."""
+
+    def __init__(self, model, optimizers, schedules, device, total_steps: int, steps_per_epoch: int,
+                 use_bf16: bool, loss_fn, doc_lengths: np.ndarray, seed: int, rank: int = 0, world: int = 1):
+        self.model, self.optimizers, self.schedules, self.device = model, optimizers, schedules, device
+        self.rank, self.world = rank, world  # this process's place among `world` training processes
+        self.forward = distributed.wrap(model, device) if world > 1 else model  # DDP averages gradients
+        self.interrupted = False  # Ctrl-C (on any process) stopped the run between two steps
+        self.total_steps, self.steps_per_epoch, self.use_bf16 = total_steps, steps_per_epoch, use_bf16
+        self.loss_fn, self.doc_lengths = loss_fn, doc_lengths
+        self.rng = np.random.default_rng(seed)  # the data order
+        self.epoch_rng = self.rng.bit_generator.state  # its state when the current epoch's batches were drawn
+        self.step = 0  # optimizer steps done
+        self.epoch = 0  # the current epoch, from 1
+        self.position = 0  # batches of the current epoch done
+        self.history: list[dict] = []  # one record per finished epoch
+        self.best: dict | None = None  # {"scores", "thresholds", "epoch", "weights"} of the best epoch so far
+        self.elapsed = 0.0  # seconds of training, over every session of this run
+        self.stopped: str | None = None  # "max_time" when the time budget ended the run
+        self._since = time.perf_counter()
+        self._last_save = self._since
+
+    @classmethod
+    def start(cls, task: Task, config: TrainConfig, rank: int = 0, world: int = 1) -> "TrainState":
+        """A new run: the backbone with a fresh head, optimizers and learning-rate schedules. Parameter
+        groups are built on the bare model, before any DistributedDataParallel wrapping."""
+        import torch
+
+        from finebert.model import bf16_supported, build_model, default_device
+
+        torch.manual_seed(config.seed)
+        device = distributed.device() if world > 1 else default_device()
+        model = build_model(resolve_backbone(config.model), len(task.space), pooling=config.pooling,
+                            dropout=config.dropout).to(device)
+        full, rest = divmod(task.train.n_docs, config.batch_size)
+        steps_per_epoch = full + (rest >= world)  # a last batch smaller than `world` is left out (epoch_batches)
+        total_steps = max(1, round(task.epochs * steps_per_epoch))
+        # With sparse_embeddings the word embeddings (30k rows) get sparse gradients: a batch touches a few
+        # hundred rows, and only those are updated (lazy Adam) instead of a dense pass over the whole table.
+        words = model.encoder.get_input_embeddings()
+        words.sparse = config.sparse_embeddings
+        dense, sparse = _param_groups(model, config, sparse=words.weight if config.sparse_embeddings else None)
+        optimizers = [torch.optim.AdamW(dense, lr=config.learning_rate, fused=True)]
+        if sparse:
+            optimizers.append(torch.optim.SparseAdam(sparse, lr=config.learning_rate))
+        schedules = [_linear_schedule(o, round(config.warmup_ratio * total_steps), total_steps) for o in optimizers]
+        use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_supported(device))
+        state = cls(model, optimizers, schedules, device, total_steps, steps_per_epoch, use_bf16,
+                    _loss_function(task, config, device), task.train.doc_lengths(), config.seed, rank, world)
+        state.fingerprint = cls.fingerprint_of(task, config, world)
+        return state
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps or self.stopped is not None
+
+    def seconds(self) -> float:
+        return self.elapsed + time.perf_counter() - self._since
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run_epoch(self, task: Task, config: TrainConfig, bar, on_step, stop, save) -> None:
+        """Trains to the end of the current epoch (or the run, the time budget, or Ctrl-C), then validates."""
+        if self.position == 0:  # a new epoch: draw its batches, remembering the RNG state to draw them again
+            self.epoch += 1
+            self.epoch_rng = self.rng.bit_generator.state
+        batches = self.epoch_batches(config)
+        last = min(len(batches), self.position + self.total_steps - self.step)
+        loss = float("nan")
+        while self.position < last:
+            batch = batches[self.position]
+            loss = self.train_step(task, np.array_split(batch, self.world)[self.rank], config)
+            self.position += 1
+            self.step += 1
+            bar.update(len(batch))
+            bar.set_postfix(epoch=self.epoch, loss=f"{loss:.4f}")
+            if on_step:
+                on_step(self.step, loss)
+            # decided once for all processes: the lead's clock, anyone's Ctrl-C
+            out_of_time = self.rank == 0 and config.max_time is not None and self.seconds() > config.max_time
+            out_of_time, self.interrupted = distributed.any_of(self.world, out_of_time, stop.requested)
+            self.stopped = "max_time" if out_of_time else self.stopped
+            if self.interrupted or self.stopped:
+                break
+            if save and time.perf_counter() - self._last_save > 60 * config.checkpoint_minutes:
+                save()
+        if self.interrupted and not self.stopped and self.position < last:
+            return  # mid-epoch: the checkpoint resumes here
+        self.end_epoch(task, config, loss)
+        if save and not self.finished:
+            save()
+
+    def epoch_batches(self, config: TrainConfig) -> list[np.ndarray]:
+        """The current epoch's batches, drawn again from the RNG state saved when it began (so a resumed run
+        gets the same ones). Every process draws the same and takes its share of each; a last batch smaller
+        than the number of processes is left out, so that every process takes the same number of steps."""
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.epoch_rng
+        batches = bucketed_batches(self.doc_lengths, config.batch_size, rng, config.length_window)
+        self.rng.bit_generator.state = rng.bit_generator.state
+        return [b for b in batches if len(b) >= self.world]
+
+    def train_step(self, task: Task, batch: np.ndarray, config: TrainConfig) -> float:
+        """One optimizer step on a batch of texts; returns the loss."""
+        import torch
+
+        chunks = task.train.select(batch)
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in task.tokenizer.pad(chunks.ids, chunks.type_ids).items()}
+        targets = torch.from_numpy(task.y[batch]).to(self.device)  # (B,) or (B, C)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            logits = self.forward(**inputs)  # (chunks, C)
+        logits = pool_chunks(logits.float(), chunks.starts, config.chunk_pooling)  # (B, C)
+        loss = self.loss_fn(logits, targets)
+        loss.backward()
+        clip_gradients(self.model.parameters(), config.max_grad_norm)
+        for optimizer, schedule in zip(self.optimizers, self.schedules):
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def end_epoch(self, task: Task, config: TrainConfig, loss: float) -> None:
+        """Validates, records the epoch and keeps the best weights."""
+        record = {"epoch": self.epoch, "step": self.step, "loss": round(loss, 4), "seconds": round(self.seconds(), 1)}
+        if task.val is not None and self.rank == 0:  # the others go on to the next epoch's first all-reduce
+            scores, thresholds, logits = validate(self.model, task, self.device, config)
+            record |= {f"val_{k}": v for k, v in scores.items()}
+            if self.best is None or scores[task.selection] > self.best["scores"][task.selection]:
+                self.best = {"scores": scores, "thresholds": thresholds, "epoch": self.epoch, "logits": logits,
+                             "weights": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+        if self.stopped:
+            record["stopped"] = self.stopped
+        self.history.append(record)
+        self.position = 0
+
+    def finish(self, task: Task, config: TrainConfig) -> ModelInfo:
+        """The best weights in the model, and the record of the run."""
+        self.model.encoder.get_input_embeddings().sparse = False
+        if self.best is not None:
+            self.model.load_state_dict(self.best["weights"])
+            if self.best["thresholds"] is not None:
+                task.space.thresholds = self.best["thresholds"]
+        self.model.eval()
+        elapsed = self.seconds()
+        info = ModelInfo(task.space, dataclasses.replace(config, epochs=task.epochs), history=self.history,
+                         data=task.sources)
+        info.metrics = {"train_seconds": round(elapsed, 1), "train_examples": task.train.n_docs,
+                        "train_examples_per_second": round(self.step * config.batch_size / elapsed, 1),
+                        "precision": "bf16" if self.use_bf16 else "fp32", "device": self.device.type}
+        if self.best is not None:
+            info.metrics |= {f"val_{k}": v for k, v in self.best["scores"].items()}
+            info.metrics |= {"val_examples": task.val.n_docs, "best_epoch": self.best["epoch"],
+                             "selected_on": task.selection}
+            info.calibration["pytorch"] = calibrate(task.space, self.best["logits"], task.y_val)
+        return info
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def checkpoint(self, output: Path) -> None:
+        tensors, state = self.state_dict()
+        state["fingerprint"] = self.fingerprint
+        checkpoints.save(output, self.step, tensors, state)
+        self._last_save = time.perf_counter()
+
+    def state_dict(self) -> tuple[dict, dict]:
+        """(tensors, JSON-able state): everything to continue this run, optimizer moments included."""
+        import torch
+
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors["rng.torch"] = torch.get_rng_state()
+        optimizers = []
+        for i, optimizer in enumerate(self.optimizers):
+            saved = optimizer.state_dict()
+            for pid, values in saved["state"].items():
+                for key, value in values.items():
+                    tensors[f"optim.{i}.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+            optimizers.append(saved["param_groups"])
+        best = None
+        if self.best is not None:
+            tensors |= {f"best.{k}": v for k, v in self.best["weights"].items()}
+            tensors["val_logits"] = torch.from_numpy(np.ascontiguousarray(self.best["logits"]))
+            best = {k: v for k, v in self.best.items() if k not in ("weights", "logits")}
+        state = {"step": self.step, "epoch": self.epoch, "position": self.position, "history": self.history,
+                 "best": best, "elapsed": self.seconds(), "epoch_rng": self.epoch_rng, "optimizers": optimizers,
+                 "schedules": [s.state_dict() for s in self.schedules], "total_steps": self.total_steps,
+                 "stopped": self.stopped}
+        return tensors, state
+
+    def restore(self, found: tuple[dict, dict, Path], task: Task, config: TrainConfig) -> None:
+        """Continues from a checkpoint made by the same command on the same data."""
+        import torch
+
+        tensors, state, folder = found
+        if state.get("fingerprint") != self.fingerprint_of(task, config, self.world):
+            raise ConfigError(f"{folder}: this checkpoint was made with other data, settings or number of processes; "
+                              "run the same command as the interrupted run with --resume, or delete the checkpoints folder")
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        torch.set_rng_state(tensors["rng.torch"])
+        for i, (optimizer, groups) in enumerate(zip(self.optimizers, state["optimizers"])):
+            saved = {}
+            for key, value in tensors.items():
+                if key.startswith(f"optim.{i}."):
+                    _, _, pid, name = key.split(".", 3)
+                    saved.setdefault(int(pid), {})[name] = value
+            optimizer.load_state_dict({"state": saved, "param_groups": groups})
+        for schedule, saved in zip(self.schedules, state["schedules"]):
+            schedule.load_state_dict(saved)
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.history, self.elapsed, self.stopped = state["history"], state["elapsed"], state["stopped"]
+        self.epoch_rng = state["epoch_rng"]
+        self.rng.bit_generator.state = self.epoch_rng
+        if self.position == 0:  # saved at an epoch's end: the next epoch draws from where that one ended
+            self.epoch_batches(config)
+        if state["best"] is not None:
+            self.best = dict(state["best"], weights={k[5:]: v for k, v in tensors.items() if k.startswith("best.")},
+                             logits=tensors["val_logits"].numpy())
+        self.skipped = state.get("skipped", [])
+
+    @staticmethod
+    def fingerprint_of(task: Task, config: TrainConfig, world: int = 1) -> str:
+        """What a resumed run must share with the interrupted one: settings (bar the time budget and
+        checkpoint interval), training data and the number of processes."""
+        import hashlib
+
+        settings = dataclasses.replace(config, max_time=None, checkpoint_minutes=0).to_dict()
+        digest = hashlib.sha256(json.dumps([settings, world], sort_keys=True).encode())
+        for ids in task.train.ids:
+            digest.update(np.asarray(ids, dtype=np.int32).tobytes())
+        digest.update(np.ascontiguousarray(task.y).tobytes())
+        return digest.hexdigest()
+
+
+def check_data(data, validation, settings: dict) -> None:
+    """Reads the data and builds the label space as training would, raising the same errors; for launchers
+    that start several training processes (so that bad input is one message, not one per process)."""
+    config = TrainConfig(**settings)
+    prepare_labels(_as_dataset(data, config), config, data is None)
+    if validation is not None:
+        _as_dataset(validation, config)
+
+
+def check_writable(output: Path, backbone: Path) -> None:
+    """Refuses, before training, an output folder that cannot be written or a disk without room for the
+    model and two checkpoints (each: weights, two optimizer moments, best weights): 10x the backbone."""
+    import shutil
+    import tempfile
+
+    needed = 10 * sum(f.stat().st_size for f in backbone.glob("*.safetensors"))
+
+    parent = output if output.is_dir() else output.parent
+    while not parent.exists():
+        parent = parent.parent
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise ModelError(f"{output}: cannot write there ({e.strerror}); choose another --output folder") from None
+    free = shutil.disk_usage(parent).free
+    if free < needed:
+        raise ModelError(f"{output}: only {free / 2**20:.0f} MB free on that disk, and this run needs about "
+                         f"{needed / 2**20:.0f} MB (model and checkpoints); free some space or choose another --output")
+
+
+def _last_checkpoint(output: Path):
+    found = checkpoints.latest(output)
+    if found is None:
+        raise ConfigError(f"no usable checkpoint in {output / checkpoints.FOLDER} to resume from; "
+                          "train without --resume to start again")
+    return found
+
+
+class _StopFlag:
+    requested = False
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(enabled: bool):
+    """Ctrl-C (SIGINT) sets a flag that the loop checks after each step, so it can stop between steps and
+    save a checkpoint. Only in the main thread, and only when there is an output folder to save to."""
+    stop = _StopFlag()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def prepare(data, validation, config: TrainConfig, space: LabelSpace | None = None) -> Task:
+    """Reads and checks the data, builds the label space (unless given), holds out validation rows, tokenizes."""
+    train_set = _as_dataset(data, config)
+    space = dataclasses.replace(space) if space is not None else prepare_labels(train_set, config, data is None)
+    y = space.encode(train_set.labels, train_set.source)
+    if validation is not None:
+        val_set = _as_dataset(validation, config)
+        y_val = space.encode(val_set.labels, val_set.source)
+    else:
+        train_rows, val_rows = validation_split(y, config.validation_split, config.validation_max_rows, config.seed)
+        val_set, y_val = (train_set.subset(val_rows), y[val_rows]) if val_rows else (None, None)
+        train_set, y = train_set.subset(train_rows), y[train_rows]
+    if config.text_pair_column and train_set.pairs is None:
+        raise ConfigError("text_pair_column is set but the training data has no second texts")
+    tokenizer = Tokenizer(resolve_backbone(config.model), config.max_length)
+    encode = lambda d: tokenizer.encode(d.texts, d.pairs, long_text=config.long_text, stride=config.stride)  # noqa: E731
+    counts = space.one_hot(y).sum(axis=0)
+    imbalanced = space.multi_label or counts.max() >= IMBALANCED * max(counts.min(), 1)
+    return Task(space, tokenizer, encode(train_set), y, encode(val_set) if val_set else None, y_val,
+                "macro_f1" if imbalanced else "accuracy",
+                {"train": _path_of(data), "validation": _path_of(validation)},
+                config.epochs or recipe_epochs(len(train_set), config.batch_size),
+                val_set.texts if val_set else None, val_set.pairs if val_set else None)
+
+
+def prepare_labels(train_set: Dataset, config: TrainConfig, sample: bool) -> LabelSpace:
+    names = config.label_names or (SAMPLE_LABEL_NAMES if sample else None)
+    return LabelSpace.from_data(train_set.labels, names=names, multi_label=config.multi_label,
+                                separator=config.label_separator, source=train_set.source)
+
+
+def validate(model, task: Task, device, config: TrainConfig) -> tuple[dict, list[float] | None, np.ndarray]:
+    """(scores, thresholds, logits) on the validation texts, without dropout. Multi-label: per-label
+    thresholds are tuned first."""
+    model.eval()
+    logits = score(TorchEngine(model, device), task.tokenizer, task.val, config.eval_batch_size, config.chunk_pooling)
+    thresholds = None
+    if task.space.multi_label:
+        thresholds = task.space.tune_thresholds(logits, task.y_val)
+        space = dataclasses.replace(task.space, thresholds=thresholds)
+    else:
+        space = task.space
+    model.train()
+    return metrics(space, space.postprocess(logits), task.y_val), thresholds, logits
+
+
+def recipe_epochs(rows: int, batch_size: int) -> float:
+    """Epochs when none are given: 1 for large data; more for small data, so that a run takes about
+    RECIPE_STEPS optimizer steps (at most RECIPE_MAX_EPOCHS epochs). Measured in benchmarks/RESULTS.md."""
+    steps_per_epoch = math.ceil(rows / batch_size)
+    return float(min(RECIPE_MAX_EPOCHS, max(1, math.ceil(RECIPE_STEPS / steps_per_epoch))))
 
 
 def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
@@ -169,6 +506,41 @@ def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Genera
     return batches
 
 
+def _loss_function(task: Task, config: TrainConfig, device):
+    """Cross-entropy (single-label) or binary cross-entropy (multi-label), with the class weights asked for."""
+    import torch
+    from torch.nn import functional as F
+
+    weights = class_weights(task.space, task.y, config.class_weights)
+    w = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
+    if task.space.multi_label:
+        return lambda logits, y: F.binary_cross_entropy_with_logits(logits, y, pos_weight=w)
+    return lambda logits, y: F.cross_entropy(logits, y, weight=w)
+
+
+def class_weights(space: LabelSpace, y: np.ndarray, setting) -> list[float] | None:
+    """Per-class loss weights. "auto": inverse frequency, N / (C * count) for single-label (mean weight 1
+    over the rows), and negatives / positives per label (BCE's pos_weight) for multi-label."""
+    if setting is None:
+        return None
+    counts = np.maximum(space.one_hot(y).sum(axis=0), 1)  # (C,)
+    if setting == "auto":
+        weights = (len(y) - counts) / counts if space.multi_label else len(y) / (len(space) * counts)
+        return [round(float(w), 4) for w in weights]
+    known = set(space.names) | set(space.raw)
+    unknown = sorted(set(setting) - known)
+    if unknown:
+        raise ConfigError(f"class_weights names {unknown[0]!r}, which is not a label here ({', '.join(space.names)}); "
+                          "give weights for these labels")
+    return [float(setting.get(name, setting.get(raw, 1.0))) for name, raw in zip(space.names, space.raw)]
+
+
+def _linear_schedule(optimizer, warmup: int, total: int):
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, warmup, total)
+
+
 def _param_groups(model, config: TrainConfig, sparse=None) -> tuple[list[dict], list[dict]]:
     """AdamW groups: no weight decay on biases and LayerNorm; layer-wise learning-rate decay downwards.
     The parameter `sparse` (if any) goes in a group of its own for SparseAdam, which has no weight decay."""
@@ -187,15 +559,19 @@ def _param_groups(model, config: TrainConfig, sparse=None) -> tuple[list[dict], 
 
 
 def clip_gradients(parameters, max_norm: float) -> None:
-    """Scales all gradients, dense and sparse, so that their global L2 norm is at most max_norm."""
+    """Scales all gradients so that their global L2 norm is at most max_norm. Dense gradients go to
+    torch's clip_grad_norm_; sparse ones (sparse_embeddings) are handled here, in the same global norm."""
     import torch
 
+    parameters = [p for p in parameters if p.grad is not None]
+    if not any(p.grad.is_sparse for p in parameters):
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm, foreach=True)
+        return
     grads = []
     for p in parameters:
-        if p.grad is not None:
-            if p.grad.is_sparse:
-                p.grad = p.grad.coalesce()  # repeated token ids summed, so the norm is right
-            grads.append(p.grad)
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()  # repeated token ids summed, so the norm is right
+        grads.append(p.grad)
     norms = torch.stack([(g._values() if g.is_sparse else g).norm() for g in grads])  # (P,)
     scale = (max_norm / (norms.norm() + 1e-6)).clamp(max=1.0)
     for g in grads:
@@ -217,15 +593,16 @@ def _as_dataset(data, config: TrainConfig) -> Dataset:
         return sample_dataset()
     if isinstance(data, Dataset):
         return data
-    return read_dataset(data, text_column=config.text_column, label_column=config.label_column)
+    return read_dataset(data, text_column=config.text_column, label_column=config.label_column,
+                        text_pair_column=config.text_pair_column)
 
 
 def _path_of(data) -> str | None:
     return str(Path(data).resolve()) if isinstance(data, (str, Path)) else None
 
 
-def _describe(record: dict) -> str:
+def _describe(record: dict, selection: str) -> str:
     text = f"epoch {record['epoch']}: loss {record['loss']:.4f}"
-    if "val_accuracy" in record:
-        text += f", validation accuracy {record['val_accuracy']:.4f}"
+    if f"val_{selection}" in record:
+        text += f", validation {selection.replace('_', '-')} {record[f'val_{selection}']:.4f}"
     return text + f" ({record['seconds']:.0f}s)"

@@ -1,0 +1,87 @@
+"""Stage 6a, engines: run a trained model on encoded texts, in PyTorch or in ONNX Runtime.
+
+    engine.logits(batch)                              batch: input_ids, attention_mask, token_type_ids (B, T)
+                                                      -> (B, C) logits, one row per chunk
+    score(engine, tokenizer, encoded, batch_size)     -> (N, C) logits, one row per text (chunks pooled)
+
+Scoring is batched: chunks are sorted by length and each batch is padded only to its own longest
+chunk; results come back in the caller's order. Texts split into several chunks (`long_text="window"`)
+get the mean (or max) of their chunks' logits, in training and prediction alike (`pool_chunks`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+class TorchEngine:
+    """Runs the PyTorch model in fp32 under inference_mode."""
+
+    name = "pytorch"
+
+    def __init__(self, model, device=None):
+        import torch
+
+        from finebert.model import default_device
+
+        self.device = device or default_device()
+        self.model = model.to(self.device).eval()
+        self._torch = torch
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+        with torch.inference_mode():
+            out = self.model(**inputs)  # (B, C)
+        return out.float().cpu().numpy()
+
+
+class OnnxEngine:
+    """Runs an exported ONNX model (fp32 or int8) in ONNX Runtime on the CPU; needs no torch."""
+
+    def __init__(self, path: Path, name: str):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]  # the exporter drops inputs a model ignores
+        self.name = name
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["logits"], {name: batch[name] for name in self.inputs})[0]
+
+
+def pool_chunks(logits, starts: np.ndarray, how: str = "mean"):
+    """(n_chunks, C) chunk logits -> (N, C) text logits: the mean or max over each text's chunks.
+    Works on numpy arrays (prediction) and on torch tensors with gradients (training)."""
+    counts = np.diff(starts)
+    if len(counts) == len(logits):  # one chunk per text: nothing to pool
+        return logits
+    if isinstance(logits, np.ndarray):
+        reduce = np.maximum.reduceat if how == "max" else np.add.reduceat
+        pooled = reduce(logits, starts[:-1], axis=0)
+        return pooled if how == "max" else pooled / counts[:, None]
+    import torch
+
+    return torch.segment_reduce(logits, how, lengths=torch.from_numpy(counts).to(logits.device), axis=0)
+
+
+def score(engine, tokenizer, encoded, batch_size: int, chunk_pooling: str = "mean") -> np.ndarray:
+    """Logits (N, C) for an `Encoded` batch of N texts, in input order."""
+    if encoded.n_docs == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    order = np.argsort([len(c) for c in encoded.ids], kind="stable")
+    out = None
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        type_ids = None if encoded.type_ids is None else [encoded.type_ids[i] for i in idx]
+        logits = engine.logits(tokenizer.pad([encoded.ids[i] for i in idx], type_ids))  # (b, C)
+        if out is None:
+            out = np.empty((len(encoded.ids), logits.shape[1]), dtype=np.float32)
+        out[idx] = logits
+    return pool_chunks(out, encoded.starts, chunk_pooling)
