@@ -1,12 +1,32 @@
-"""Shared by the benchmarks: SST-2 rows, and a fine-tuned SST-2 model to measure (trained once, cached)."""
+"""Shared by the benchmarks: data paths, SST-2 rows, the machine's description, and a fine-tuned SST-2
+model to measure (trained once, cached)."""
 
 import csv
+import platform
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SST2 = ROOT.parent / "shared" / "data" / "sst2"
+DATA = ROOT.parent / "shared" / "data"
+SST2 = DATA / "sst2"
 CACHE = ROOT / "runs"  # ignored by git
+
+
+def cpu_description() -> str:
+    """CPU model and the flags that decide our speed: bf16 (AVX-512 BF16 / AMX) and VNNI."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    bf16 = "yes" if flags & {"avx512_bf16", "amx_bf16"} else "no"
+    vnni = "yes" if flags & {"avx512_vnni", "avx_vnni"} else "no"
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"CPU: {model}, {cores} cores, {isa}, bf16 {bf16}, VNNI {vnni}"
 
 
 def read_tsv(path, rows=None):
@@ -30,6 +50,6 @@ def sst2_model(folder=None) -> Path:
         texts, labels = zip(*read_tsv(SST2 / "train.tsv", 8000))
         print("training a benchmark model on 8,000 SST-2 rows (cached in runs/) ...", file=sys.stderr)
         finebert.train(Dataset(list(texts), [str(y) for y in labels], "sst2"), output=folder, quiet=True,
-                       label_names=["negative", "positive"])
+                       label_names=["negative", "positive"], epochs=1)
         export(folder, validate=SST2 / "dev.tsv")
     return folder
