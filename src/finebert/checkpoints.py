@@ -17,8 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from finebert.errors import ModelError
-from finebert.model_folder import fsync_folder, no_space
+from finebert.model_folder import fsync_folder, writing
 
 FOLDER = "checkpoints"
 KEEP = 2  # checkpoints kept; older ones are deleted once a newer one is complete
@@ -34,19 +33,14 @@ def save(output: Path, step: int, tensors: dict, state: dict) -> Path:
     tmp = root / f".step-{step:08d}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    try:
+    with writing(tmp, full_disk=f"{root}: no space left on the disk for a checkpoint; free some space and run the "
+                                "same command with --resume (the last checkpoint is unchanged)"):
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "tensors.safetensors"))
         state = dict(state, tensors_sha256=_sha256(tmp / "tensors.safetensors"))
         (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
         fsync_folder(tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if no_space(e):
-            raise ModelError(f"{root}: no space left on the disk for a checkpoint; free some space and run the "
-                             "same command with --resume (the last checkpoint is unchanged)") from None
-        raise
     for old in sorted(root.glob("step-*"))[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def save(folder: str | Path, model, tokenizer, info: ModelInfo, extra=None) -> P
     check_output_folder(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with writing(tmp, full_disk=f"{folder}: no space left on the disk while saving the model; free some space "
+                               "and save again (any earlier model there is unchanged)"):
         save_model(model, tmp, info.label_space.names, multi_label=info.label_space.multi_label)
         tokenizer.save(tmp)
         info.hf_sequence_classification = hf_compatible(model)
@@ -109,18 +111,20 @@ def save(folder: str | Path, model, tokenizer, info: ModelInfo, extra=None) -> P
             path.chmod(0o755 if path.is_dir() else 0o644)
         fsync_folder(tmp)
         _replace_folder(tmp, folder)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if no_space(e):
-            raise ModelError(f"{folder}: no space left on the disk while saving the model; free some space and "
-                             "save again (any earlier model there is unchanged)") from None
-        raise
     return folder
 
 
-def no_space(e: BaseException) -> bool:
-    """A full disk, whether it reached us as OSError(ENOSPC) or through a Rust writer's message (safetensors)."""
-    return (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left on device" in str(e)
+@contextmanager
+def writing(tmp: Path, *, full_disk: str):
+    """Around writing a temporary folder: if anything fails, the folder goes; a full disk (OSError ENOSPC, or a
+    Rust writer's message from safetensors) becomes ModelError(full_disk)."""
+    try:
+        yield tmp
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left on device" in str(e):
+            raise ModelError(full_disk) from None
+        raise
 
 
 def check_output_folder(folder: Path) -> None:
