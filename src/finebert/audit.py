@@ -87,13 +87,15 @@ def audit(data: str | Path, *, folds: int = 4, epochs: float = 1.0, quiet: bool 
     splitter = KFold(folds, shuffle=True, random_state=config.seed) if space.multi_label else \
         StratifiedKFold(folds, shuffle=True, random_state=config.seed)
     probabilities = np.zeros((len(y), len(space)), dtype=np.float32)
+    decisions = np.zeros((len(y), len(space)), dtype=bool)  # (N, C) each held-out row's predicted labels
     for train_rows, held_out in tqdm(list(splitter.split(np.zeros(len(y)), y if y.ndim == 1 else None)),
                                      desc="audit folds", unit="fold", disable=quiet):
         # each fold trains on all its rows (no validation split) with the label space of the whole file
         fold_config = dataclasses.replace(config, validation_split=0.0)
         clf = train(dataset.subset(train_rows), config=fold_config, quiet=True, label_space=space)
         part = dataset.subset(held_out)
-        probabilities[held_out] = clf.label_space.postprocess(clf.logits(part.texts, part.pairs)).probabilities
+        out = clf.label_space.postprocess(clf.logits(part.texts, part.pairs))
+        probabilities[held_out], decisions[held_out] = out.probabilities, out.decisions
 
     if space.multi_label:
         given_ids = [list(np.flatnonzero(row)) for row in y]
@@ -101,13 +103,10 @@ def audit(data: str | Path, *, folds: int = 4, epochs: float = 1.0, quiet: bool 
         from cleanlab.multilabel_classification.rank import get_label_quality_scores as multi_scores
 
         scores = multi_scores(given_ids, probabilities)
-        chosen = probabilities >= 0.5  # (N, C); a row with none gets its most probable label
-        chosen[np.arange(len(y)), probabilities.argmax(axis=1)] |= ~chosen.any(axis=1)
-        likely = [", ".join(space.names[k] for k in np.flatnonzero(row)) for row in chosen]
     else:
         flagged = find_label_issues(y, probabilities, return_indices_ranked_by="self_confidence")
         scores = get_label_quality_scores(y, probabilities)
-        likely = [space.names[k] for k in probabilities.argmax(axis=1)]
+    likely = [", ".join(space.names[k] for k in np.flatnonzero(row)) for row in decisions]  # the folds' own decisions
     given = [", ".join(space.names[k] for k in np.flatnonzero(row)) for row in space.one_hot(y)]
     columns, rows = iter_rows(data)
     records = [row if isinstance(row, dict) else dict(zip(columns, row)) for _, row in rows]

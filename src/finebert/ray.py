@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from finebert.errors import ConfigError, MissingExtraError
+from finebert.streaming import prediction_columns
 
 
 class _Scorer:
@@ -35,15 +36,13 @@ class _Scorer:
         texts = [str(t) for t in batch[self.text_column]]
         pairs = [str(t) for t in batch[self.pair_column]] if self.pair_column else None
         out = self.classifier.outputs(texts, pairs)
-        names = self.classifier.labels
-        top = out.probabilities.argmax(axis=1)
-        batch["predicted_label"] = np.array([names[k] for k in top], dtype=object)
-        batch["confidence"] = out.probabilities[np.arange(len(texts)), top]
-        if self.classifier.label_space.multi_label:
-            batch["predicted_labels"] = np.array([[names[k] for k in np.flatnonzero(row)] for row in out.decisions],
-                                                 dtype=object)
-        for k, name in enumerate(names):
-            batch[f"p_{name}"] = out.probabilities[:, k]
+        for name, values in prediction_columns(self.classifier.label_space, out).items():
+            if isinstance(values, list):  # label names: one object per row, a list of labels included
+                column = np.empty(len(values), dtype=object)
+                for i, value in enumerate(values):
+                    column[i] = value
+                values = column
+            batch[name] = values
         return batch
 
 

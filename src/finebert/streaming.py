@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from finebert.data import RowReader, iter_rows
 from finebert.errors import ConfigError, MissingExtraError
 
@@ -64,6 +66,19 @@ def _count_lines(path: Path) -> int:
     return max(lines - (0 if path.suffix.lower() in (".jsonl", ".txt") else 1), 0)
 
 
+def prediction_columns(space, out) -> dict:
+    """What a scored file gains, one entry of N per column: predicted_label, confidence, predicted_labels
+    (multi-label models: a list per row) and p_<label> per label. Used by predict --output and finebert.ray."""
+    top = out.top()  # (N,)
+    columns = {"predicted_label": [space.names[k] for k in top],
+               "confidence": out.probabilities[np.arange(len(top)), top]}  # (N,)
+    if space.multi_label:
+        columns["predicted_labels"] = [[space.names[k] for k in np.flatnonzero(row)] for row in out.decisions]
+    for k, name in enumerate(space.names):
+        columns[f"p_{name}"] = out.probabilities[:, k]  # (N,)
+    return columns
+
+
 class _Writer:
     """Turns a chunk of input rows and their Outputs into output records."""
 
@@ -71,14 +86,13 @@ class _Writer:
         self.path, self.columns, self.space = path, columns, classifier.label_space
 
     def records(self, rows, out):
-        names = self.space.names
-        for row, p, chosen in zip(rows, out.probabilities, out.decisions):
+        added = prediction_columns(self.space, out)
+        for i, row in enumerate(rows):
             values = row if isinstance(row, dict) else dict(zip(self.columns, row))
-            top = int(p.argmax())
-            extra = {"predicted_label": names[top], "confidence": round(float(p[top]), 6)}
+            extra = {"predicted_label": added["predicted_label"][i], "confidence": round(float(added["confidence"][i]), 6)}
             if self.space.multi_label:
-                extra["predicted_labels"] = [names[k] for k, on in enumerate(chosen) if on]
-            yield values, extra, p
+                extra["predicted_labels"] = added["predicted_labels"][i]
+            yield values, extra, out.probabilities[i]
 
 
 class _CsvWriter(_Writer):
