@@ -1,15 +1,51 @@
 """Shared fixtures: the real default backbone, a tiny BERT built from its vocabulary, and one model
 fine-tuned once per test session (the sentence-transformers way: load once, reuse everywhere)."""
 
+import contextlib
 import csv
+import io
 import os
 import shutil
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
+
+
+class CliResult(NamedTuple):
+    """What a command gave: exit code, standard output, standard error (unpacks as a tuple too)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args, stdin: str | None = None, check: bool = False) -> CliResult:
+    """Runs `finebert ARGS` in this process through `finebert.cli.main`, the console script's own entry
+    point: the same code as the installed command, without paying its 6 s of torch and transformers
+    imports again per call. test_cli.py runs the installed console script itself, in a child process."""
+    from finebert.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, stdin_before = sys.argv, sys.stdin
+    sys.argv = ["finebert", *map(str, args)]
+    sys.stdin = io.StringIO(stdin or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv, sys.stdin = argv, stdin_before
+    result = CliResult(code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"finebert {' '.join(map(str, args))} exited with {code}: {result.stderr[-2000:]}")
+    return result
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
@@ -75,17 +111,13 @@ def reviews_csv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, reviews_csv):
-    """A model fine-tuned on 400 real reviews for one epoch through the real CLI, other column names and
+    """A model fine-tuned on 400 real reviews for one epoch through the CLI, other column names and
     string labels included, saved once: (Classifier, folder)."""
-    import subprocess
-    import sys
-
     from finebert.inference import Classifier
 
     folder = tmp_path_factory.mktemp("models") / "reviews"
-    result = subprocess.run([str(Path(sys.executable).parent / "finebert"), "train", str(reviews_csv), "--output",
-                             str(folder), "--text-column", "review", "--label-column", "sentiment", "--epochs", "1",
-                             "--batch-size", "16", "--quiet"], check=True, capture_output=True, text=True)
+    result = cli("train", reviews_csv, "--output", folder, "--text-column", "review", "--label-column", "sentiment",
+                 "--epochs", "1", "--batch-size", "16", "--quiet", check=True)
     assert "labels: negative, positive" in result.stdout  # what the CLI says when it is done
     return Classifier.load(folder), folder
 
@@ -105,34 +137,27 @@ def exported(trained, tmp_path_factory):
 @pytest.fixture(scope="session")
 def emotions(tmp_path_factory):
     """A multi-label model on 600 real GoEmotions rows (7 emotions, label names joined by ','), trained
-    through the real CLI: (Classifier, folder, the data file)."""
-    import subprocess
-    import sys
-
+    through the CLI: (Classifier, folder, the data file)."""
     from finebert.inference import Classifier
 
     tmp = tmp_path_factory.mktemp("emotions")
     data = subset_file(tmp, "goemotions/train.tsv", 600)
     folder = tmp / "model"
-    subprocess.run([str(Path(sys.executable).parent / "finebert"), "train", str(data), "--output", str(folder),
-                    "--multi-label", "--epochs", "2", "--max-length", "48", "--quiet"], check=True)
+    cli("train", data, "--output", folder, "--multi-label", "--epochs", "2", "--max-length", "48", "--quiet", check=True)
     return Classifier.load(folder), folder, data
 
 
 @pytest.fixture(scope="session")
 def paraphrases(tmp_path_factory):
-    """A sentence-pair model on 400 real MRPC rows (sentence1, sentence2, label), trained through the real
+    """A sentence-pair model on 400 real MRPC rows (sentence1, sentence2, label), trained through the
     CLI with --text-pair-column: (Classifier, folder, data)."""
-    import subprocess
-    import sys
-
     from finebert.inference import Classifier
 
     tmp = tmp_path_factory.mktemp("mrpc")
     data = subset_file(tmp, "mrpc/train.csv", 400)
     folder = tmp / "model"
-    subprocess.run([str(Path(sys.executable).parent / "finebert"), "train", str(data), "--output", str(folder),
-                    "--text-pair-column", "sentence2", "--epochs", "1", "--max-length", "96", "--quiet"], check=True)
+    cli("train", data, "--output", folder, "--text-pair-column", "sentence2", "--epochs", "1", "--max-length", "96",
+        "--quiet", check=True)
     return Classifier.load(folder), folder, data
 
 

@@ -2,36 +2,18 @@
 the file, the row and the fix, exit code 2, no traceback, nothing half-written.
 
 The commands run in this process through `finebert.cli.main`, the console script's own entry point
-(a subprocess per case would cost minutes); test_cli.py runs the real console script.
+(conftest.cli; a subprocess per case would cost minutes); test_cli.py runs the real console script.
 """
 
-import contextlib
-import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import cli
+
 BAD = Path(__file__).parent / "data" / "bad"
-
-
-def cli(*args) -> tuple[int, str, str]:
-    from finebert.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["finebert", *map(str, args)]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    finally:
-        sys.argv = argv
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_one_line_error(result, *fragments):

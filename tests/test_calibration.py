@@ -2,18 +2,13 @@
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 
-from conftest import sst2_rows, write_csv
+from conftest import cli, sst2_rows, write_csv
 from finebert.calibration import ece, fit_temperature
 from finebert.labels import LabelSpace
 
-FINEBERT = str(Path(sys.executable).parent / "finebert")
 
 
 def synthetic(n=4000, classes=3, seed=0):
@@ -81,14 +76,13 @@ def test_calibrate_command_and_evaluate_output(exported, tmp_path):
     shutil.copytree(folder, copy)
     dev = write_csv(tmp_path / "dev.csv", ["review", "sentiment"],  # SST-2 dev, labelled as the model was trained
                     [[t, "positive" if y == "1" else "negative"] for t, y in sst2_rows(872, split="dev")])
-    out = subprocess.run([FINEBERT, "calibrate", copy, dev], capture_output=True, text=True, check=True).stdout
+    out = cli("calibrate", copy, dev, check=True).stdout
     assert out.count("temperature") == 3 and "ECE" in out
     info = json.loads((copy / "finebert.json").read_text())["calibration"]
     assert {"pytorch", "onnx-fp32", "onnx-int8"} <= set(info) and info["onnx-int8"]["examples"] == 872
-    report = json.loads(subprocess.run([FINEBERT, "evaluate", copy, dev, "--json", "--engine", "onnx-int8"],
-                                       capture_output=True, text=True, check=True).stdout)
+    report = json.loads(cli("evaluate", copy, dev, "--json", "--engine", "onnx-int8", check=True).stdout)
     assert report["calibration"]["temperature"] == info["onnx-int8"]["temperature"]
     assert report["calibration"]["ece_after"] <= report["calibration"]["ece_before"] + 0.01
-    table = subprocess.run([FINEBERT, "evaluate", copy, dev], capture_output=True, text=True, check=True).stdout
+    table = cli("evaluate", copy, dev, check=True).stdout
     default = json.loads((copy / "finebert.json").read_text())["default_engine"]
     assert f"calibration ({default}): ECE" in table

@@ -1,4 +1,5 @@
-"""The real console script in a subprocess: output, exit codes, one-line errors, nothing half-written."""
+"""The real console script in a subprocess (and, where noted, its entry point in this process): output,
+exit codes, one-line errors, nothing half-written."""
 
 import json
 import os
@@ -6,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
-from conftest import write_csv
+from conftest import cli, write_csv
 
 FINEBERT = str(Path(sys.executable).parent / "finebert")
 
@@ -47,23 +47,25 @@ def test_tokenize_text_and_json():
 
 
 def test_evaluate_predict_with_other_columns_and_string_labels(trained, tmp_path, reviews_csv):
-    _, model = trained  # trained through this CLI with --text-column review --label-column sentiment
-    report = json.loads(run("evaluate", model, reviews_csv, "--text-column", "review", "--label-column", "sentiment",
-                            "--json").stdout)
+    _, model = trained  # trained through the CLI with --text-column review --label-column sentiment
+    # the installed console script, reading texts from standard input
+    piped = run("predict", model, stdin="I really enjoyed the movie!\na dull mess\n")
+    assert piped.returncode == 0, piped.stderr
+    first, second = piped.stdout.strip().splitlines()
+    assert first.startswith("I really enjoyed the movie!\tpositive (confidence ")
+    assert second.startswith("a dull mess\tnegative (confidence ")
+    # the rest through the same entry point in this process (conftest.cli), to save a start-up per call
+    report = json.loads(cli("evaluate", model, reviews_csv, "--text-column", "review", "--label-column", "sentiment",
+                            "--json", check=True).stdout)
     assert report["labels"] == ["negative", "positive"] and report["accuracy"] > 0.6
-    table = run("evaluate", model, reviews_csv, "--text-column", "review", "--label-column", "sentiment")
-    assert "confusion matrix" in table.stdout and "macro precision" in table.stdout
-
-    one = run("predict", model, "I really enjoyed the movie!")
-    assert one.returncode == 0 and one.stdout.strip().split(" (confidence ")[0] in ("positive", "negative")
-    many = json.loads(run("predict", model, "--json", "great fun", "a dull mess").stdout)
+    table = cli("evaluate", model, reviews_csv, "--text-column", "review", "--label-column", "sentiment").stdout
+    assert "confusion matrix" in table and "macro precision" in table
+    many = json.loads(cli("predict", model, "--json", "great fun", "a dull mess", check=True).stdout)
     assert [p["text"] for p in many] == ["great fun", "a dull mess"]
     assert set(many[0]["probabilities"]) == {"negative", "positive"}
-    piped = run("predict", model, stdin="great fun\na dull mess\n")
-    assert len(piped.stdout.strip().splitlines()) == 2
     texts = tmp_path / "texts.txt"
     texts.write_text("great fun\n\na dull mess\nfine\n")
-    assert len(json.loads(run("predict", model, "--file", texts, "--json").stdout)) == 3
+    assert len(json.loads(cli("predict", model, "--file", texts, "--json", check=True).stdout)) == 3
 
 
 def test_bad_input_gives_one_line_exit_2_and_no_output_folder(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, sst2_rows, write_csv
+from conftest import DATA, cli, sst2_rows, write_csv
 
 FINEBERT = str(Path(sys.executable).parent / "finebert")
 
@@ -28,7 +28,7 @@ def data(tmp_path_factory):
 
 def test_two_processes_train_save_once_and_match_one_process(data, tmp_path):
     common = ["--epochs", "1", "--max-length", "32", "--seed", "3", "--label-names", "negative,positive"]
-    one = train(data, "--output", tmp_path / "one", *common, "--quiet")
+    cli("train", data, "--output", tmp_path / "one", *common, "--quiet", check=True)  # one process: this one
     two = train(data, "--output", tmp_path / "two", *common, "--nproc", "2")
     assert two.stdout.count("saved ") == 1 and (two.stdout + two.stderr).count("epoch 1: loss") == 1  # the lead alone
     import finebert
@@ -50,7 +50,7 @@ from finebert.config import TrainConfig
 from finebert.training import TrainState, prepare
 
 rank, world = distributed.setup()
-config = TrainConfig(model=sys.argv[2], max_length=32, batch_size=10, epochs=1)
+config = TrainConfig(model=sys.argv[2], max_length=32, batch_size=10, epochs=1, recipe="fine-tune")
 task = prepare(sys.argv[1], None, config)
 state = TrainState.start(task, config, rank, world)
 lr = {name: group["initial_lr"] for group in state.optimizers[0].param_groups for p in group["params"]
@@ -90,9 +90,9 @@ def test_time_budget_stops_every_process(tiny_backbone, tmp_path):
 
 
 def test_resume_with_the_same_number_of_processes(tiny_backbone, tmp_path):
-    data = write_csv(tmp_path / "d.csv", ["sentence", "label"], [[t, y] for t, y in sst2_rows(3000)])
+    data = write_csv(tmp_path / "d.csv", ["sentence", "label"], [[t, y] for t, y in sst2_rows(1500)])
     out = tmp_path / "m"
-    args = [FINEBERT, "train", data, "--output", out, "--model", tiny_backbone, "--epochs", "3", "--max-length", "32",
+    args = [FINEBERT, "train", data, "--output", out, "--model", tiny_backbone, "--epochs", "2", "--max-length", "32",
             "--nproc", "2", "--checkpoint-minutes", "0.01", "--quiet"]
     proc = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
@@ -104,8 +104,8 @@ def test_resume_with_the_same_number_of_processes(tiny_backbone, tmp_path):
     for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
         p.send_signal(signal.SIGKILL)  # the launcher and both workers (torchrun starts them in sessions of their own)
     proc.wait()
-    other = subprocess.run(list(map(str, [*args[:-5], "--quiet", "--resume"])), capture_output=True, text=True)
+    other = cli(*args[1:-5], "--quiet", "--resume")
     assert other.returncode == 2 and "number of processes" in other.stderr  # one process cannot resume two
     resumed = subprocess.run(list(map(str, [*args, "--resume"])), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert json.loads((out / "finebert.json").read_text())["history"][-1]["epoch"] == 3
+    assert json.loads((out / "finebert.json").read_text())["history"][-1]["epoch"] == 2

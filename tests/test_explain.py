@@ -2,18 +2,14 @@
 the server and the web page."""
 
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
+from conftest import cli
 from test_serving import CHROMIUM, start_server
 
-FINEBERT = str(Path(sys.executable).parent / "finebert")
 
 
 def test_enjoyed_carries_the_largest_positive_attribution(sst2_model):
@@ -55,11 +51,10 @@ def test_pairs_are_explained_across_both_texts(paraphrases):
 
 
 def test_explain_cli(exported):
-    out = subprocess.run([FINEBERT, "explain", exported[0], "I really enjoyed the movie!", "--json"],
-                         capture_output=True, text=True, check=True).stdout
+    out = cli("explain", exported[0], "I really enjoyed the movie!", "--json", check=True).stdout
     e = json.loads(out)[0]
     assert e["words"][2] == "enjoyed" and len(e["scores"]) == 6
-    text = subprocess.run([FINEBERT, "explain", exported[0], "a dull mess"], capture_output=True, text=True, check=True).stdout
+    text = cli("explain", exported[0], "a dull mess", check=True).stdout
     assert "strongest:" in text and "dull" in text
 
 

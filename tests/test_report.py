@@ -4,15 +4,12 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import write_csv, sst2_rows
+from conftest import cli, sst2_rows, write_csv
 
-FINEBERT = str(Path(sys.executable).parent / "finebert")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PLOTS = {"confusion_matrix.png", "reliability.png", "per_class.png", "training.png"}
 
@@ -23,7 +20,7 @@ def report(trained, tmp_path_factory):
     dev = write_csv(tmp_path_factory.mktemp("dev") / "dev.csv", ["review", "sentiment"],
                     [[t, "positive" if y == "1" else "negative"] for t, y in sst2_rows(300, split="dev")])
     out = tmp_path_factory.mktemp("report") / "r"
-    result = subprocess.run([FINEBERT, "evaluate", folder, dev, "--report", out], capture_output=True, text=True)
+    result = cli("evaluate", folder, dev, "--report", out)
     assert result.returncode == 0, result.stderr
     return out
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_csv, sst2_rows
+from conftest import cli, sst2_rows, write_csv
 
 FINEBERT = str(Path(sys.executable).parent / "finebert")
 BASE = ["--epochs", "2", "--max-length", "32", "--batch-size", "16", "--seed", "5", "--quiet"]
@@ -33,7 +33,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def uninterrupted(data, settings, tmp_path_factory):
     out = tmp_path_factory.mktemp("plain") / "model"
-    subprocess.run([FINEBERT, "train", data, "--output", out, *settings], check=True, timeout=600)
+    cli("train", data, "--output", out, *settings, check=True)
     return out
 
 
@@ -88,8 +88,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_model(data, settings, unin
     kept = sorted(p.name for p in (out / "checkpoints").glob("step-*"))
     assert 1 <= len(kept) <= 2  # at most the last two
 
-    result = subprocess.run([FINEBERT, "train", data, "--output", out, *settings, "--resume"],
-                            capture_output=True, text=True, timeout=600)
+    result = cli("train", data, "--output", out, *settings, "--resume")
     assert result.returncode == 0, result.stderr
     assert_same_model(uninterrupted, out)
     assert not (out / "checkpoints").exists()  # the finished model replaced the run's checkpoints
@@ -106,8 +105,7 @@ def test_torn_checkpoint_is_skipped_for_the_one_before(data, settings, uninterru
     tensors = newest / "tensors.safetensors"
     with open(tensors, "r+b") as f:  # a torn write: the second half of the file never reached the disk
         f.truncate(tensors.stat().st_size // 2)
-    result = subprocess.run([FINEBERT, "train", data, "--output", out, *settings, "--resume"],
-                            capture_output=True, text=True, timeout=600)
+    result = cli("train", data, "--output", out, *settings, "--resume")
     assert result.returncode == 0, result.stderr
     assert_same_model(uninterrupted, out)
 
@@ -124,25 +122,23 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(data, settings, tmp_pa
     assert "Traceback" not in stderr
     assert (out / "checkpoints").is_dir() and not (out / "finebert.json").exists()
 
-    again = subprocess.run([FINEBERT, "train", data, "--output", out, *settings], capture_output=True, text=True)
+    again = cli("train", data, "--output", out, *settings)
     assert again.returncode == 2 and "add --resume to continue it" in again.stderr
-    resumed = subprocess.run([FINEBERT, "train", data, "--output", out, *settings, "--resume"],
-                             capture_output=True, text=True, timeout=600)
+    resumed = cli("train", data, "--output", out, *settings, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "finebert.json").is_file()
 
 
 def test_resume_refuses_other_settings_or_no_checkpoint(data, settings, tmp_path):
     out = tmp_path / "model"
-    result = subprocess.run([FINEBERT, "train", data, "--output", out, *settings, "--resume"],
-                            capture_output=True, text=True)
+    result = cli("train", data, "--output", out, *settings, "--resume")
     assert result.returncode == 2 and "no usable checkpoint" in result.stderr
     proc = start(data, out, settings, "--checkpoint-minutes", "0.005")
     wait_for_checkpoint(out, proc, mid_epoch=False)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     other = [s if s != "5" else "6" for s in settings]  # another seed
-    result = subprocess.run([FINEBERT, "train", data, "--output", out, *other, "--resume"], capture_output=True, text=True)
+    result = cli("train", data, "--output", out, *other, "--resume")
     assert result.returncode == 2 and "made with other data, settings or number of processes" in result.stderr
 
 
@@ -183,7 +179,7 @@ def test_unwritable_output_is_refused_before_training(tmp_path):
             target = Path("/proc/finebert-model")
         else:
             target = locked / "model"
-        result = subprocess.run([FINEBERT, "train", "unused.csv", "--output", target], capture_output=True, text=True)
+        result = cli("train", "unused.csv", "--output", target)
         assert result.returncode == 2 and "cannot write there" in result.stderr, result.stderr
     finally:
         locked.chmod(0o700)
@@ -203,7 +199,7 @@ def small_disk(tmp_path):
 def test_a_full_disk_is_a_clear_error_before_training_and_while_saving(trained, small_disk, reviews_csv):
     from finebert.errors import ModelError
 
-    result = subprocess.run([FINEBERT, "train", reviews_csv, "--output", small_disk / "model"], capture_output=True, text=True)
+    result = cli("train", reviews_csv, "--output", small_disk / "model")
     assert result.returncode == 2 and "MB free on that disk" in result.stderr and result.stderr.count("\n") == 1
     with pytest.raises(ModelError, match="no space left on the disk"):
         trained[0].save(small_disk / "model")  # the disk fills while writing the weights

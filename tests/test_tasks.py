@@ -2,26 +2,21 @@
 imbalanced classes, multi-label emotions, long reviews in windows, and sentence pairs."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import finebert
-from conftest import DATA, data_rows, subset_file, write_csv
+from conftest import DATA, cli, data_rows, subset_file, write_csv
 from finebert.engines import pool_chunks, score
 from finebert.inference import Classifier
 from finebert.tokenization import Tokenizer
 
-FINEBERT = str(Path(sys.executable).parent / "finebert")
 
 
-def cli(*args):
-    result = subprocess.run([FINEBERT, *map(str, args)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+def run(*args) -> str:
+    """The standard output of `finebert ARGS` (run in this process: conftest.cli), which must succeed."""
+    return cli(*args, check=True).stdout
 
 
 # -- imbalance ---------------------------------------------------------------------------------------
@@ -64,13 +59,13 @@ def test_multi_label_model_predicts_label_lists_with_tuned_thresholds(emotions):
 def test_multi_label_cli_evaluate_and_predict(emotions):
     clf, folder, data = emotions
     dev = subset_file(folder.parent, "goemotions/dev.tsv", 1500, "dev.csv")
-    report = json.loads(cli("evaluate", folder, dev, "--json"))
+    report = json.loads(run("evaluate", folder, dev, "--json"))
     assert report["problem_type"] == "multi_label" and report["confusion_matrix"] is None and report["examples"] == 1500
     assert set(report["per_class"]) == set(clf.labels) and report["per_class"]["neutral"]["support"] > 300
     assert 0 < report["f1"] <= report["micro_f1"] <= 1  # rare emotions pull macro-F1 below micro-F1
-    table = cli("evaluate", folder, data)
+    table = run("evaluate", folder, data)
     assert "macro-F1" in table and "per class" in table and "surprise" in table
-    out = json.loads(cli("predict", folder, "--json", "wow, I did not expect that!"))
+    out = json.loads(run("predict", folder, "--json", "wow, I did not expect that!"))
     assert isinstance(out[0]["labels"], list) and out[0]["label"] in out[0]["labels"]
 
 
@@ -153,7 +148,7 @@ def test_window_model_scores_a_text_as_the_mean_of_its_chunks(long_reviews):
 
 def test_window_model_through_the_cli(long_reviews):
     _, folder, data = long_reviews
-    report = json.loads(cli("evaluate", folder, data, "--json"))
+    report = json.loads(run("evaluate", folder, data, "--json"))
     assert report["examples"] == 120 and report["labels"] == ["negative", "positive"]
 
 
@@ -180,11 +175,11 @@ def test_pair_model_uses_both_texts_and_their_segments(paraphrases):
 
 def test_pair_model_through_the_cli(paraphrases, tmp_path):
     clf, folder, data = paraphrases
-    out = json.loads(cli("predict", folder, "--json", "The cat sat on the mat .", "--text-pair", "A cat sat on a mat ."))
+    out = json.loads(run("predict", folder, "--json", "The cat sat on the mat .", "--text-pair", "A cat sat on a mat ."))
     assert out[0]["text_pair"] == "A cat sat on a mat ." and out[0]["label"] in ("0", "1")
-    report = json.loads(cli("evaluate", folder, DATA / "mrpc" / "dev.csv", "--json"))
+    report = json.loads(run("evaluate", folder, DATA / "mrpc" / "dev.csv", "--json"))
     assert report["examples"] == 400
-    scored = json.loads(cli("predict", folder, "--file", DATA / "mrpc" / "dev.csv", "--json"))
+    scored = json.loads(run("predict", folder, "--file", DATA / "mrpc" / "dev.csv", "--json"))
     assert len(scored) == 400 and scored[0]["text_pair"]
     assert json.loads((folder / "finebert.json").read_text())["config"]["text_pair_column"] == "sentence2"
 

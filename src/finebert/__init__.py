@@ -30,7 +30,7 @@ def __getattr__(name):  # lazy: `finebert.Classifier` imports torch only when to
 
         return evaluate
     if name == "audit":
-        from finebert.audit import audit
+        from finebert.auditing import audit
 
         return audit
     raise AttributeError(f"module 'finebert' has no attribute {name!r}")

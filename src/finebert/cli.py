@@ -52,11 +52,12 @@ def train(
     stride: Optional[int] = typer.Option(None, help="window: tokens shared by consecutive chunks (default 32)."),
     chunk_pooling: Optional[str] = typer.Option(None, help="window: a text's logits are the mean (default) or max of its chunks'."),
     model: Optional[str] = typer.Option(None, help="Backbone: a local Hugging Face BERT-family folder or a hub id (default: all-MiniLM-L6-v2)."),
+    recipe: Optional[str] = typer.Option(None, help="auto (default: few-shot up to 300 rows, else fine-tune), few-shot or fine-tune."),
     epochs: Optional[float] = typer.Option(None, help="Passes over the data (default: chosen from the data size)."),
     batch_size: Optional[int] = typer.Option(None, help="Examples per step."),
     learning_rate: Optional[float] = typer.Option(None, help="Peak learning rate."),
     max_length: Optional[int] = typer.Option(None, help="Tokens per text (per chunk with --long-text window)."),
-    pooling: Optional[str] = typer.Option(None, help="cls (default) or mean."),
+    pooling: Optional[str] = typer.Option(None, help="cls (default), mean or normalized-mean."),
     dropout: Optional[float] = typer.Option(None, help="Dropout rate in every layer (default 0; try 0.1 for small data and several epochs)."),
     max_time: Optional[float] = typer.Option(None, help="Stop after this many seconds, keeping the best model."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
@@ -70,7 +71,7 @@ def train(
 
     settings = {k: v for k, v in dict(text_column=text_column, label_column=label_column,
                                       text_pair_column=text_pair_column, label_separator=label_separator,
-                                      long_text=long_text, stride=stride, chunk_pooling=chunk_pooling, model=model,
+                                      long_text=long_text, stride=stride, chunk_pooling=chunk_pooling, model=model, recipe=recipe,
                                       epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                                       max_length=max_length, pooling=pooling, dropout=dropout,
                                       max_time=max_time, seed=seed, checkpoint_minutes=checkpoint_minutes).items()
@@ -276,7 +277,7 @@ def audit(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Find rows whose label is probably wrong (k-fold fine-tuning + confident learning)."""
-    from finebert.audit import audit as run
+    from finebert.auditing import audit as run
 
     settings = {k: v for k, v in dict(text_column=text_column, label_column=label_column, model=model, seed=seed,
                                       text_pair_column=text_pair_column, max_length=max_length).items() if v is not None}

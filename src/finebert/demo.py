@@ -59,8 +59,10 @@ def run_demo() -> None:
     import finebert
 
     losses = []
-    clf = finebert.train(None, epochs=15, warmup_ratio=0.0, quiet=True, seed=0,
+    clf = finebert.train(None, recipe="fine-tune", epochs=15, warmup_ratio=0.0, quiet=True, seed=0,
                          on_step=lambda s, loss: losses.append(loss))
+    console.print("(the plain recipe, shown step by step; on files of up to 300 rows `finebert train` starts the "
+                  "head from a logistic regression on sentence embeddings: the few-shot recipe)")
     for s, loss in enumerate(losses, 1):
         console.print(f"  step {s:2d}  loss {loss:.4f}  " + "█" * max(1, round(loss * 40)))
 

@@ -1,6 +1,8 @@
 """Stage 3, model: a BERT-family encoder with a linear head on the final hidden state of [CLS].
 
-    h   = encoder(input_ids, attention_mask)[:, 0]     # (B, H)  the [CLS] state ("cls" pooling)
+    h   = encoder(input_ids, attention_mask)[:, 0]     # (B, H)  the [CLS] state ("cls" pooling; or the
+                                                        #         mean of token states, "mean", L2-normalised
+                                                        #         for "normalized-mean")
     z   = W·dropout(h) + b                              # (B, C)  W: H x C, one logit per class
     p   = softmax(z)                                    # (B, C)  probabilities
 
@@ -34,16 +36,22 @@ class TextClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)  # z = W·h + b
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H): what the head reads, one vector per text."""
         extra = {"token_type_ids": token_type_ids} if self.uses_token_types and token_type_ids is not None else {}
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state  # (B, T, H)
         if self.pooling == "cls":
-            pooled = states[:, 0]  # (B, H)
-        else:
-            mask = attention_mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
-            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, H)
-        return self.head(self.dropout(pooled))  # (B, C) logits
+            return states[:, 0]  # (B, H)
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
+        mean = (states * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, H)
+        if self.pooling == "normalized-mean":  # a sentence-transformers embedding: unit length
+            return nn.functional.normalize(mean, dim=-1)  # (B, H)
+        return mean
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.dropout(self.pooled(input_ids, attention_mask, token_type_ids)))  # (B, C) logits
 
 
 def _quiet_transformers():

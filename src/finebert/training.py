@@ -40,6 +40,18 @@ from finebert.tokenization import Encoded, Tokenizer
 IMBALANCED = 2.0  # largest class / smallest class at or above this: the best epoch is chosen on macro-F1
 RECIPE_STEPS = 600  # epochs=None: enough epochs for about this many optimizer steps ...
 RECIPE_MAX_EPOCHS = 4  # ... but no more than this many
+FEW_SHOT_MAX_ROWS = 300  # recipe="auto": up to this many training rows, the few-shot recipe (benchmarks/few_shot.py)
+
+# What each recipe sets, where the setting was left at its TrainConfig default (a value given is kept).
+RECIPE_SETTINGS = {
+    # Small data. The backbone's own sentence embedding (mean of token states at unit length) feeds the head;
+    # the head starts as a logistic regression fitted on those embeddings, then every weight is fine-tuned
+    # gently for many short epochs, with the head learning faster. Every row trains: no validation split.
+    "few-shot": dict(pooling="normalized-mean", epochs=20, batch_size=16, learning_rate=1e-4,
+                     head_learning_rate=1e-2, layer_lr_decay=1.0, dropout=0.1, validation_split=0.0),
+    # Large data: the defaults of TrainConfig.
+    "fine-tune": {},
+}
 
 
 @dataclass
@@ -55,6 +67,7 @@ class Task:
     selection: str  # the validation metric that picks the best epoch: "accuracy" or "macro_f1"
     sources: dict  # {"train": path, "validation": path}
     epochs: float  # config.epochs, or the recipe's choice for this data size
+    config: TrainConfig  # the settings of this run, the recipe's applied (config.recipe is never "auto" here)
     val_texts: list[str] | None = None  # the validation texts as written, for the report's mistakes
     val_pairs: list[str] | None = None
 
@@ -85,7 +98,8 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
         check_writable(output, resolve_backbone(config.model))
     elif resume and output is None:
         raise ConfigError("resume needs the output folder of the interrupted run; pass --output")
-    task = prepare(data, validation, config, label_space)
+    task = prepare(data, validation, config, label_space, given=set(settings))
+    config = task.config  # the recipe chosen for this data size, applied
     state = TrainState.start(task, config, rank, world)
     if resume:
         state.restore(_last_checkpoint(output), task, config)
@@ -97,6 +111,8 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
 
     bar = tqdm(total=state.total_steps * config.batch_size, initial=state.step * config.batch_size, unit="ex",
                smoothing=0, disable=quiet or not lead, desc="training")
+    if not quiet and lead:
+        bar.write(describe_recipe(config, task))
     save = (lambda: state.checkpoint(output)) if output is not None and lead else None
     with _stop_on_sigint(enabled=output is not None) as stop:
         while not state.finished:
@@ -174,6 +190,8 @@ class TrainState:
         device = distributed.device() if world > 1 else default_device()
         model = build_model(resolve_backbone(config.model), len(task.space), pooling=config.pooling,
                             dropout=config.dropout).to(device)
+        if config.recipe == "few-shot":
+            fit_head(model, task, device, config)
         full, rest = divmod(task.train.n_docs, config.batch_size)
         steps_per_epoch = full + (rest >= world)  # a last batch smaller than `world` is left out (epoch_batches)
         total_steps = max(1, round(task.epochs * steps_per_epoch))
@@ -434,9 +452,13 @@ def _stop_on_sigint(enabled: bool):
         signal.signal(signal.SIGINT, previous)
 
 
-def prepare(data, validation, config: TrainConfig, space: LabelSpace | None = None) -> Task:
-    """Reads and checks the data, builds the label space (unless given), holds out validation rows, tokenizes."""
+def prepare(data, validation, config: TrainConfig, space: LabelSpace | None = None, *,
+            given: set[str] = frozenset()) -> Task:
+    """Reads and checks the data, chooses the recipe, builds the label space (unless given), holds out
+    validation rows, tokenizes. `given`: settings the caller chose, kept whatever the recipe (as are those
+    that differ from TrainConfig's defaults)."""
     train_set = _as_dataset(data, config)
+    config = choose_recipe(config, len(train_set), given)
     space = dataclasses.replace(space) if space is not None else prepare_labels(train_set, config, data is None)
     y = space.encode(train_set.labels, train_set.source)
     if validation is not None:
@@ -455,8 +477,38 @@ def prepare(data, validation, config: TrainConfig, space: LabelSpace | None = No
     return Task(space, tokenizer, encode(train_set), y, encode(val_set) if val_set else None, y_val,
                 "macro_f1" if imbalanced else "accuracy",
                 {"train": _path_of(data), "validation": _path_of(validation)},
-                config.epochs or recipe_epochs(len(train_set), config.batch_size),
+                config.epochs or recipe_epochs(len(train_set), config.batch_size), config,
                 val_set.texts if val_set else None, val_set.pairs if val_set else None)
+
+
+def choose_recipe(config: TrainConfig, rows: int, given: set[str] = frozenset()) -> TrainConfig:
+    """The config with its recipe decided ("auto": few-shot up to FEW_SHOT_MAX_ROWS rows, else fine-tune)
+    and applied: each setting the recipe names is set, unless the caller chose it: named in `given`, or set to
+    other than TrainConfig's default."""
+    recipe = config.recipe
+    if recipe == "auto":
+        recipe = "few-shot" if rows <= FEW_SHOT_MAX_ROWS else "fine-tune"
+    given = set(given) | _changed_fields(config)
+    chosen = {k: v for k, v in RECIPE_SETTINGS[recipe].items() if k not in given}
+    return dataclasses.replace(config, recipe=recipe, **chosen)
+
+
+def _changed_fields(config: TrainConfig | None) -> set[str]:
+    """The fields of a config given by the caller that differ from TrainConfig's defaults."""
+    if config is None:
+        return set()
+    defaults = TrainConfig()
+    return {f.name for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(defaults, f.name)}
+
+
+def describe_recipe(config: TrainConfig, task: Task) -> str:
+    """The one line said when training starts."""
+    rows = task.train.n_docs
+    if config.recipe == "few-shot":
+        return (f"recipe: few-shot ({rows} training rows): a head fitted on sentence embeddings, then every weight "
+                f"fine-tuned for {task.epochs:g} epochs")
+    held_out = f", {task.val.n_docs} held out for validation" if task.val is not None else ""
+    return f"recipe: fine-tune ({rows} training rows{held_out}) for {task.epochs:g} epochs"
 
 
 def prepare_labels(train_set: Dataset, config: TrainConfig, sample: bool) -> LabelSpace:
@@ -478,6 +530,43 @@ def validate(model, task: Task, device, config: TrainConfig) -> tuple[dict, list
         space = task.space
     model.train()
     return metrics(space, space.postprocess(logits), task.y_val), thresholds, logits
+
+
+def fit_head(model, task: Task, device, config: TrainConfig) -> None:
+    """Sets the head to a logistic regression (scikit-learn, L2, C=1) fitted on the pooled vectors the head
+    reads, one per training chunk (a chunk carries its text's label; multi-label: one regression per label)."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    model.eval()
+    features = np.zeros((len(task.train.ids), model.head.in_features), dtype=np.float32)  # (chunks, H)
+    order = np.argsort([len(ids) for ids in task.train.ids], kind="stable")
+    with torch.no_grad():
+        for start in range(0, len(order), config.eval_batch_size):
+            rows = order[start:start + config.eval_batch_size]
+            ids = [task.train.ids[i] for i in rows]
+            types = None if task.train.type_ids is None else [task.train.type_ids[i] for i in rows]
+            inputs = {k: torch.from_numpy(v).to(device) for k, v in task.tokenizer.pad(ids, types).items()}
+            features[rows] = model.pooled(**inputs).float().cpu().numpy()
+    targets = task.space.one_hot(task.y)[task.train.doc_of_chunk()]  # (chunks, C)
+    weight = np.zeros((len(task.space), features.shape[1]), dtype=np.float32)  # (C, H)
+    bias = np.zeros(len(task.space), dtype=np.float32)  # (C,)
+    if task.space.multi_label:
+        for k in range(len(task.space)):
+            if 0 < targets[:, k].sum() < len(targets):  # a label always (or never) on: its head stays at zero
+                fit = LogisticRegression(max_iter=1000).fit(features, targets[:, k])
+                weight[k], bias[k] = fit.coef_[0], fit.intercept_[0]
+    elif len(np.unique(labels := targets.argmax(1))) > 1:  # (chunks,) class ids; one class alone: no fit
+        fit = LogisticRegression(max_iter=1000).fit(features, labels)
+        present = fit.classes_  # classes absent from this data (a fold's) keep logit 0
+        if len(present) == 2:  # one coefficient vector: split it evenly between the two logits
+            weight[present], bias[present] = np.stack([-fit.coef_[0], fit.coef_[0]]) / 2, np.array([-1, 1]) * fit.intercept_[0] / 2
+        else:
+            weight[present], bias[present] = fit.coef_, fit.intercept_
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(weight))
+        model.head.bias.copy_(torch.from_numpy(bias))
+    model.train()
 
 
 def recipe_epochs(rows: int, batch_size: int) -> float:
@@ -551,6 +640,8 @@ def _param_groups(model, config: TrainConfig, sparse=None) -> tuple[list[dict], 
         depth = _layer_depth(name, layers)  # 0 = embeddings, layers + 1 = head
         decay = 0.0 if param.ndim == 1 else config.weight_decay
         lr = config.learning_rate * config.layer_lr_decay ** (layers + 1 - depth)
+        if depth == layers + 1 and name.startswith("head.") and config.head_learning_rate is not None:
+            lr = config.head_learning_rate
         if param is sparse:
             sparse_groups.append({"params": [param], "lr": lr})
         else:
