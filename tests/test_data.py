@@ -78,6 +78,10 @@ def test_unreadable_encoding_and_missing_file(tmp_path):
 def test_config_errors_quote_the_bad_value_and_the_fix():
     with pytest.raises(ConfigError, match=r"learning_rate=5.0 is invalid: use a value between 0 and 1"):
         TrainConfig(learning_rate=5.0)
-    with pytest.raises(ConfigError, match=r"pooling='max' is invalid: use 'cls' or 'mean'"):
+    with pytest.raises(ConfigError, match=r"pooling='max' is invalid: use 'cls', 'mean' or 'normalized-mean'"):
         TrainConfig(pooling="max")
+    with pytest.raises(ConfigError, match=r"recipe='tiny' is invalid: use 'auto' .*, 'few-shot' or 'fine-tune'"):
+        TrainConfig(recipe="tiny")
+    with pytest.raises(ConfigError, match=r"head_learning_rate=2 is invalid: use a value between 0 and 1"):
+        TrainConfig(head_learning_rate=2)
     assert TrainConfig.from_dict(TrainConfig(epochs=2).to_dict()).epochs == 2
