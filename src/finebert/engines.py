@@ -2,6 +2,7 @@
 
     engine.logits(batch)                              batch: input_ids, attention_mask, token_type_ids (B, T)
                                                       -> (B, C) logits, one row per chunk
+    run_chunks(run, tokenizer, encoded, batch_size)   -> (n_chunks, D): run(batch) -> (B, D) over every chunk
     score(engine, tokenizer, encoded, batch_size)     -> (N, C) logits, one row per text (chunks pooled)
 
 Scoring is batched: chunks are sorted by length and each batch is padded only to its own longest
@@ -38,6 +39,14 @@ class TorchEngine:
             out = self.model(**inputs)  # (B, C)
         return out.float().cpu().numpy()
 
+    def embeddings(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, H): the pooled vectors the head reads."""
+        torch = self._torch
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+        with torch.inference_mode():
+            out = self.model.pooled(**inputs)  # (B, H)
+        return out.float().cpu().numpy()
+
 
 class OnnxEngine:
     """Runs an exported ONNX model (fp32 or int8) in ONNX Runtime on the CPU; needs no torch."""
@@ -71,17 +80,22 @@ def pool_chunks(logits, starts: np.ndarray, how: str = "mean"):
     return torch.segment_reduce(logits, how, lengths=torch.from_numpy(counts).to(logits.device), axis=0)
 
 
-def score(engine, tokenizer, encoded, batch_size: int, chunk_pooling: str = "mean") -> np.ndarray:
-    """Logits (N, C) for an `Encoded` batch of N texts, in input order."""
-    if encoded.n_docs == 0:
-        return np.zeros((0, 0), dtype=np.float32)
+def run_chunks(run, tokenizer, encoded, batch_size: int) -> np.ndarray:
+    """(n_chunks, D): `run(batch)` -> (B, D) over every chunk of an `Encoded`, in input order."""
     order = np.argsort([len(c) for c in encoded.ids], kind="stable")
     out = None
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         type_ids = None if encoded.type_ids is None else [encoded.type_ids[i] for i in idx]
-        logits = engine.logits(tokenizer.pad([encoded.ids[i] for i in idx], type_ids))  # (b, C)
+        values = run(tokenizer.pad([encoded.ids[i] for i in idx], type_ids))  # (b, D)
         if out is None:
-            out = np.empty((len(encoded.ids), logits.shape[1]), dtype=np.float32)
-        out[idx] = logits
-    return pool_chunks(out, encoded.starts, chunk_pooling)
+            out = np.empty((len(encoded.ids), values.shape[1]), dtype=np.float32)
+        out[idx] = values
+    return out
+
+
+def score(engine, tokenizer, encoded, batch_size: int, chunk_pooling: str = "mean") -> np.ndarray:
+    """Logits (N, C) for an `Encoded` batch of N texts, in input order."""
+    if encoded.n_docs == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    return pool_chunks(run_chunks(engine.logits, tokenizer, encoded, batch_size), encoded.starts, chunk_pooling)

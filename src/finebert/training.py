@@ -30,7 +30,7 @@ from finebert import checkpoints, distributed
 from finebert.calibration import calibrate
 from finebert.config import TrainConfig, resolve_backbone
 from finebert.data import SAMPLE_LABEL_NAMES, Dataset, read_dataset, sample_dataset, validation_split
-from finebert.engines import TorchEngine, pool_chunks, score
+from finebert.engines import TorchEngine, pool_chunks, run_chunks, score
 from finebert.errors import ConfigError, Interrupted, ModelError
 from finebert.evaluation import metrics, score_logits
 from finebert.labels import LabelSpace
@@ -66,8 +66,7 @@ class Task:
     y_val: np.ndarray | None
     selection: str  # the validation metric that picks the best epoch: "accuracy" or "macro_f1"
     sources: dict  # {"train": path, "validation": path}
-    epochs: float  # config.epochs, or the recipe's choice for this data size
-    config: TrainConfig  # the settings of this run, the recipe's applied (config.recipe is never "auto" here)
+    config: TrainConfig  # the settings of this run, the recipe's applied: recipe and epochs are never "auto" here
     val_texts: list[str] | None = None  # the validation texts as written, for the report's mistakes
     val_pairs: list[str] | None = None
 
@@ -194,7 +193,7 @@ class TrainState:
             fit_head(model, task, device, config)
         full, rest = divmod(task.train.n_docs, config.batch_size)
         steps_per_epoch = full + (rest >= world)  # a last batch smaller than `world` is left out (epoch_batches)
-        total_steps = max(1, round(task.epochs * steps_per_epoch))
+        total_steps = max(1, round(config.epochs * steps_per_epoch))
         # With sparse_embeddings the word embeddings (30k rows) get sparse gradients: a batch touches a few
         # hundred rows, and only those are updated (lazy Adam) instead of a dense pass over the whole table.
         words = model.encoder.get_input_embeddings()
@@ -301,7 +300,7 @@ class TrainState:
                 task.space.thresholds = self.best["thresholds"]
         self.model.eval()
         elapsed = self.seconds()
-        info = ModelInfo(task.space, dataclasses.replace(config, epochs=task.epochs), history=self.history,
+        info = ModelInfo(task.space, config, history=self.history,
                          data=task.sources)
         info.metrics = {"train_seconds": round(elapsed, 1), "train_examples": task.train.n_docs,
                         "train_examples_per_second": round(self.step * config.batch_size / elapsed, 1),
@@ -477,7 +476,7 @@ def prepare(data, validation, config: TrainConfig, space: LabelSpace | None = No
     return Task(space, tokenizer, encode(train_set), y, encode(val_set) if val_set else None, y_val,
                 "macro_f1" if imbalanced else "accuracy",
                 {"train": _path_of(data), "validation": _path_of(validation)},
-                config.epochs or recipe_epochs(len(train_set), config.batch_size), config,
+                dataclasses.replace(config, epochs=config.epochs or recipe_epochs(len(train_set), config.batch_size)),
                 val_set.texts if val_set else None, val_set.pairs if val_set else None)
 
 
@@ -506,9 +505,9 @@ def describe_recipe(config: TrainConfig, task: Task) -> str:
     rows = task.train.n_docs
     if config.recipe == "few-shot":
         return (f"recipe: few-shot ({rows} training rows): a head fitted on sentence embeddings, then every weight "
-                f"fine-tuned for {task.epochs:g} epochs")
+                f"fine-tuned for {config.epochs:g} epochs")
     held_out = f", {task.val.n_docs} held out for validation" if task.val is not None else ""
-    return f"recipe: fine-tune ({rows} training rows{held_out}) for {task.epochs:g} epochs"
+    return f"recipe: fine-tune ({rows} training rows{held_out}) for {config.epochs:g} epochs"
 
 
 def prepare_labels(train_set: Dataset, config: TrainConfig, sample: bool) -> LabelSpace:
@@ -538,16 +537,8 @@ def fit_head(model, task: Task, device, config: TrainConfig) -> None:
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    model.eval()
-    features = np.zeros((len(task.train.ids), model.head.in_features), dtype=np.float32)  # (chunks, H)
-    order = np.argsort([len(ids) for ids in task.train.ids], kind="stable")
-    with torch.no_grad():
-        for start in range(0, len(order), config.eval_batch_size):
-            rows = order[start:start + config.eval_batch_size]
-            ids = [task.train.ids[i] for i in rows]
-            types = None if task.train.type_ids is None else [task.train.type_ids[i] for i in rows]
-            inputs = {k: torch.from_numpy(v).to(device) for k, v in task.tokenizer.pad(ids, types).items()}
-            features[rows] = model.pooled(**inputs).float().cpu().numpy()
+    features = run_chunks(TorchEngine(model, device).embeddings, task.tokenizer, task.train,
+                          config.eval_batch_size)  # (chunks, H)
     targets = task.space.one_hot(task.y)[task.train.doc_of_chunk()]  # (chunks, C)
     weight = np.zeros((len(task.space), features.shape[1]), dtype=np.float32)  # (C, H)
     bias = np.zeros(len(task.space), dtype=np.float32)  # (C,)
