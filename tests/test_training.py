@@ -165,3 +165,91 @@ def test_dropout_setting_reaches_every_layer():
         with torch.no_grad():
             same = torch.equal(model(ids, mask), model(ids, mask))
         assert same == (rate == 0.0)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean", "normalized-mean"])
+def test_packed_batch_gives_each_text_the_logits_it_gets_alone(backbone, pooling):
+    """Packing puts several short texts in one row, each attending only to itself: the logits are those of
+    the padded batch (sentence pairs too, with their token types), so packing changes speed, not results."""
+    import torch
+
+    from conftest import sst2_rows
+    from finebert.model import build_model
+    from finebert.tokenization import Tokenizer
+
+    tok = Tokenizer(backbone, 64)
+    rows = sst2_rows(24, split="dev")
+    firsts, seconds = [t for t, _ in rows[:12]], [t for t, _ in rows[12:]]
+    single, pairs = tok.encode([t for t, _ in rows]), tok.encode(firsts, seconds)
+    torch.manual_seed(0)
+    model = build_model(backbone, 3, pooling=pooling, dropout=0.0).eval()
+    for encoded in (single, pairs):
+        ids, types = list(encoded.ids), encoded.type_ids
+        packed = tok.pack(ids, types)
+        assert packed["input_ids"].shape[0] < len(ids)  # fewer rows than texts: something was packed
+        padded = {k: torch.from_numpy(v) for k, v in tok.pad(ids, types).items()}
+        with torch.no_grad():
+            alone = model(**padded)  # (B, 3)
+            together = model(**{k: torch.from_numpy(v) for k, v in packed.items()})  # (B, 3)
+        assert torch.allclose(alone, together, atol=1e-5), (alone - together).abs().max()
+
+
+def test_pack_places_every_token_once_with_positions_from_zero(backbone):
+    from conftest import sst2_rows
+    from finebert.tokenization import Tokenizer
+
+    tok = Tokenizer(backbone, 128)
+    ids = list(tok.encode([t for t, _ in sst2_rows(32)]).ids)
+    packed = tok.pack(ids)
+    width = max(len(s) for s in ids)
+    assert packed["input_ids"].shape[1] == width
+    flat_ids, flat_pos, chunk = (packed[k].reshape(-1) for k in ("input_ids", "position_ids", "chunk_of_token"))
+    for i, seq in enumerate(ids):
+        where = np.flatnonzero(chunk == i)
+        assert flat_ids[where].tolist() == list(seq)  # all of it, in order, contiguous in one row
+        assert flat_pos[where].tolist() == list(range(len(seq)))
+        assert where[-1] - where[0] == len(seq) - 1 and where[0] // width == where[-1] // width
+        assert packed["first_token"][i] == where[0] and flat_ids[where[0]] == tok.encode(["x"]).ids[0][0]  # [CLS]
+    assert (chunk >= 0).sum() == sum(len(s) for s in ids)
+
+
+def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains():
+    import torch
+
+    from finebert.config import DEFAULT_BACKBONE, resolve_backbone
+    from finebert.model import build_model
+
+    torch.manual_seed(0)
+    before = build_model(resolve_backbone(DEFAULT_BACKBONE), 2, pooling="cls", dropout=0.1).state_dict()
+    after = finebert.train(None, epochs=1, quiet=True, seed=0, freeze_word_embeddings=True).engine.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert "encoder.embeddings.word_embeddings.weight" not in changed
+    assert {"encoder.embeddings.position_embeddings.weight", "encoder.encoder.layer.0.attention.self.query.weight",
+            "head.weight"} <= changed
+
+
+def test_training_with_and_without_packing_gives_the_same_model():
+    """Without dropout (whose random masks take the batch's shape) the steps are the same."""
+    from conftest import sst2_rows
+    from finebert.data import Dataset
+
+    rows = sst2_rows(64)  # phrases of 1 to 50 words: batches that pack
+    data = Dataset([t for t, _ in rows], [y for _, y in rows], "sst2")
+    kw = dict(epochs=1, batch_size=16, quiet=True, seed=0, precision="fp32", dropout=0.0, recipe="fine-tune",
+              validation_split=0.0)
+    texts = ["I really enjoyed the movie!", "a dull, lifeless film"]
+    packed = finebert.train(data, packing=True, **kw).predict_proba(texts)
+    padded = finebert.train(data, packing=False, **kw).predict_proba(texts)
+    assert np.allclose(packed, padded, atol=1e-4), (packed, padded)
+
+
+def test_cpu_held_to_avx2_trains_in_fp32():
+    """bf16 autocast only where PyTorch runs AVX-512 kernels: ATEN_CPU_CAPABILITY=avx2 (an AVX2 CPU's view) says no."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import torch; from finebert.model import bf16_supported; print(bf16_supported(torch.device('cpu')))"
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

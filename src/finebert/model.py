@@ -33,25 +33,42 @@ class TextClassifier(nn.Module):
         self.pooling = pooling
         # Sentence pairs need segment ids; encoders without token type embeddings (DistilBERT) take none.
         self.uses_token_types = getattr(encoder.config, "type_vocab_size", 0) > 1
+        # Packed batches need position ids from 0 in each text and a 4D mask: BERT takes both as they are.
+        self.packs = encoder.config.model_type == "bert"
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)  # z = W·h + b
 
-    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, H): what the head reads, one vector per text."""
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               token_type_ids: torch.Tensor | None = None, *, position_ids: torch.Tensor | None = None,
+               chunk_of_token: torch.Tensor | None = None, first_token: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H): what the head reads, one vector per text. Takes a padded batch (attention_mask, one text
+        per row) or a packed one (Tokenizer.pack: position_ids, chunk_of_token, first_token; several per row)."""
         extra = {"token_type_ids": token_type_ids} if self.uses_token_types and token_type_ids is not None else {}
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state  # (B, T, H)
+        if chunk_of_token is not None:  # packed: a token attends only to the tokens of its own text
+            same = chunk_of_token[:, None, :, None] == chunk_of_token[:, None, None, :]  # (R, 1, T, T)
+            attention_mask = torch.zeros(same.shape, device=same.device).masked_fill_(~same, torch.finfo(torch.float32).min)
+            extra["position_ids"] = position_ids
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state  # (R, T, H)
+        if chunk_of_token is not None:
+            return self._pool_packed(states.flatten(0, 1), chunk_of_token.flatten(), first_token)
         if self.pooling == "cls":
             return states[:, 0]  # (B, H)
         mask = attention_mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
         mean = (states * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, H)
-        if self.pooling == "normalized-mean":  # a sentence-transformers embedding: unit length
-            return nn.functional.normalize(mean, dim=-1)  # (B, H)
-        return mean
+        return nn.functional.normalize(mean, dim=-1) if self.pooling == "normalized-mean" else mean
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.dropout(self.pooled(input_ids, attention_mask, token_type_ids)))  # (B, C) logits
+    def _pool_packed(self, states: torch.Tensor, chunk: torch.Tensor, first_token: torch.Tensor) -> torch.Tensor:
+        """(R*T, H) token states of a packed batch -> (B, H), pooled per text as `pooled` does for padded rows."""
+        if self.pooling == "cls":
+            return states[first_token]  # (B, H)
+        real = chunk >= 0  # (R*T,)
+        sums = states.new_zeros(len(first_token), states.shape[1]).index_add_(0, chunk[real], states[real])  # (B, H)
+        mean = sums / torch.bincount(chunk[real], minlength=len(first_token)).unsqueeze(1).to(sums.dtype)  # (B, H)
+        return nn.functional.normalize(mean, dim=-1) if self.pooling == "normalized-mean" else mean
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, **packed) -> torch.Tensor:
+        return self.head(self.dropout(self.pooled(input_ids, attention_mask, token_type_ids, **packed)))  # (B, C) logits
 
 
 def _quiet_transformers():
@@ -151,9 +168,12 @@ def _first_line(e: Exception) -> str:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays where the hardware has bf16 arithmetic: AVX-512 BF16/AMX CPUs, Ampere+ GPUs."""
+    """bf16 autocast pays where the hardware has bf16 arithmetic: AVX-512 BF16/AMX CPUs, Ampere+ GPUs.
+    A CPU whose PyTorch kernels are held below AVX-512 (ATEN_CPU_CAPABILITY=avx2) counts as without."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -160,6 +160,37 @@ class Tokenizer:
                 batch["token_type_ids"][row, :len(seq)] = type_ids[row]
         return batch
 
+    def pack(self, ids: list[list[int]], type_ids: list[list[int]] | None = None) -> dict[str, np.ndarray]:
+        """Packs chunks into as few rows as the longest one's width allows (longest first, each into the first row
+        with room), so that short texts are not padded to a long one: input_ids, token_type_ids, position_ids
+        (from 0 in each chunk) and chunk_of_token (-1 for padding), each (R, T), and first_token (B,): where each
+        chunk's [CLS] lies in the flattened (R*T) rows. The model lets each token attend only to its own chunk, so
+        every chunk gets the states it would get alone in a padded row."""
+        width = max(len(s) for s in ids)
+        room: list[int] = []  # free places left in each row
+        place = np.zeros((len(ids), 2), dtype=np.int64)  # (B, 2): row and first column of each chunk
+        for i in sorted(range(len(ids)), key=lambda i: -len(ids[i])):
+            n = len(ids[i])
+            row = next((r for r, free in enumerate(room) if free >= n), len(room))
+            if row == len(room):
+                room.append(width)
+            place[i] = row, width - room[row]
+            room[row] -= n
+        shape = (len(room), width)
+        batch = {"input_ids": np.full(shape, self.pad_id, dtype=np.int64),  # (R, T)
+                 "token_type_ids": np.zeros(shape, dtype=np.int64),  # (R, T)
+                 "position_ids": np.zeros(shape, dtype=np.int64),  # (R, T)
+                 "chunk_of_token": np.full(shape, -1, dtype=np.int64)}  # (R, T)
+        for i, (seq, (row, col)) in enumerate(zip(ids, place)):
+            span = slice(col, col + len(seq))
+            batch["input_ids"][row, span] = seq
+            batch["position_ids"][row, span] = np.arange(len(seq))
+            batch["chunk_of_token"][row, span] = i
+            if type_ids is not None:
+                batch["token_type_ids"][row, span] = type_ids[i]
+        batch["first_token"] = place[:, 0] * width + place[:, 1]  # (B,)
+        return batch
+
     def explain(self, text: str, pad_to: int | None = None) -> dict:
         """Tokens, ids and attention mask of one text, padded to `pad_to` if given (for `finebert tokenize`)."""
         enc = self._tok.encode(text)

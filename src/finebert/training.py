@@ -1,7 +1,8 @@
 """Stage 4, training: fine-tune every weight of the encoder and the head.
 
 Our own loop, fast by design on CPUs: texts are tokenized once; batches are cut from small random groups
-sorted by length and padded only to their own longest text; bf16 autocast where the hardware has bf16
+sorted by length, then packed (several short texts per row, each attending only to itself: nothing changes but
+the padding that is not computed); bf16 autocast where the hardware has bf16
 arithmetic; fused AdamW with linear warmup and decay; gradient clipping; validation after each epoch,
 keeping the best weights.
 
@@ -198,6 +199,7 @@ class TrainState:
         # hundred rows, and only those are updated (lazy Adam) instead of a dense pass over the whole table.
         words = model.encoder.get_input_embeddings()
         words.sparse = config.sparse_embeddings
+        words.weight.requires_grad_(not config.freeze_word_embeddings)
         dense, sparse = _param_groups(model, config, sparse=words.weight if config.sparse_embeddings else None)
         optimizers = [torch.optim.AdamW(dense, lr=config.learning_rate, fused=True)]
         if sparse:
@@ -263,7 +265,8 @@ class TrainState:
         import torch
 
         chunks = task.train.select(batch)
-        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in task.tokenizer.pad(chunks.ids, chunks.type_ids).items()}
+        prepare = task.tokenizer.pack if config.packing and self.model.packs else task.tokenizer.pad
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in prepare(chunks.ids, chunks.type_ids).items()}
         targets = torch.from_numpy(task.y[batch]).to(self.device)  # (B,) or (B, C)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
             logits = self.forward(**inputs)  # (chunks, C)
@@ -628,6 +631,8 @@ def _param_groups(model, config: TrainConfig, sparse=None) -> tuple[list[dict], 
     groups: dict[tuple, list] = {}
     sparse_groups = []
     for name, param in model.named_parameters():
+        if not param.requires_grad:  # frozen (freeze_word_embeddings)
+            continue
         depth = _layer_depth(name, layers)  # 0 = embeddings, layers + 1 = head
         decay = 0.0 if param.ndim == 1 else config.weight_decay
         lr = config.learning_rate * config.layer_lr_decay ** (layers + 1 - depth)
