@@ -36,6 +36,7 @@ def main():
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--texts-per-request", type=int, default=1)
+    parser.add_argument("--engine", default="auto", help="the server's engine: auto (fastest validated), onnx-int8, ...")
     parser.add_argument("--load", choices=["python", "wrk", "both"], default="both")
     parser.add_argument("--seconds", type=int, default=20, help="how long wrk runs")
     args = parser.parse_args()
@@ -47,7 +48,8 @@ def main():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "finebert"), "serve", str(folder), "--port", str(port)],
+    server = subprocess.Popen([str(Path(sys.executable).parent / "finebert"), "serve", str(folder), "--port", str(port),
+                               "--engine", args.engine],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
