@@ -33,18 +33,17 @@ class TorchEngine:
         self._torch = torch
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        torch = self._torch
-        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
-        with torch.inference_mode():
-            out = self.model(**inputs)  # (B, C)
-        return out.float().cpu().numpy()
+        return self._run(self.model, batch)  # (B, C)
 
     def embeddings(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """(B, H): the pooled vectors the head reads."""
+        return self._run(self.model.pooled, batch)
+
+    def _run(self, function, batch: dict[str, np.ndarray]) -> np.ndarray:
         torch = self._torch
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
         with torch.inference_mode():
-            out = self.model.pooled(**inputs)  # (B, H)
+            out = function(**inputs)
         return out.float().cpu().numpy()
 
 
