@@ -253,3 +253,75 @@ def test_cpu_held_to_avx2_trains_in_fp32():
     env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _hf_encoder(folder):
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
+
+
+def test_our_bert_encoder_computes_what_transformers_computes(backbone, tmp_path):
+    """Training builds BERT backbones as model.BertEncoder: padded, paired and packed batches give transformers'
+    hidden states, for the default backbone and for a BertForMaskedLM checkpoint (keys under "bert.", a "cls." head)."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from conftest import sst2_rows
+    from finebert.model import BertEncoder, build_model
+    from finebert.tokenization import Tokenizer
+
+    torch.manual_seed(0)
+    masked_lm = tmp_path / "bert-mlm"
+    BertForMaskedLM(BertConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
+                               max_position_embeddings=128)).save_pretrained(masked_lm)
+    tok = Tokenizer(backbone, 64)
+    rows = [t for t, _ in sst2_rows(16, split="dev")]
+    for folder in (backbone, masked_lm):
+        ours = build_model(folder, 2, pooling="cls", dropout=0.0).eval().encoder
+        theirs = _hf_encoder(folder)
+        assert isinstance(ours, BertEncoder) and ours.state_dict().keys() <= theirs.state_dict().keys()
+        for encoded in (tok.encode(rows), tok.encode(rows[:8], rows[8:])):
+            padded = {k: torch.from_numpy(v) for k, v in tok.pad(list(encoded.ids), encoded.type_ids).items()}
+            packed = {k: torch.from_numpy(v) for k, v in tok.pack(list(encoded.ids), encoded.type_ids).items()}
+            same = packed["chunk_of_token"][:, None, :, None] == packed["chunk_of_token"][:, None, None, :]
+            mask4d = torch.zeros(same.shape).masked_fill_(~same, torch.finfo(torch.float32).min)  # (R, 1, T, T)
+            real = padded["attention_mask"].bool()
+            with torch.no_grad():
+                a = ours(padded["input_ids"], padded["attention_mask"], padded["token_type_ids"])  # (B, T, H)
+                b = theirs(**padded).last_hidden_state
+                assert torch.allclose(a[real], b[real], atol=1e-5), (a[real] - b[real]).abs().max()
+                a = ours(packed["input_ids"], mask4d, packed["token_type_ids"], packed["position_ids"])
+                b = theirs(input_ids=packed["input_ids"], attention_mask=mask4d, token_type_ids=packed["token_type_ids"],
+                           position_ids=packed["position_ids"]).last_hidden_state
+                assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+
+
+def test_bert_variants_our_encoder_does_not_cover_load_through_transformers(tmp_path, backbone, reviews_csv):
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from finebert.model import BertEncoder, build_model
+
+    odd = tmp_path / "gelu-new-bert"
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                         hidden_act="gelu_new")).save_pretrained(odd)
+    (odd / "vocab.txt").write_bytes((backbone / "vocab.txt").read_bytes())
+    model = build_model(odd, 2, pooling="cls", dropout=0.0).eval()
+    assert isinstance(model.encoder, BertModel) and not isinstance(model.encoder, BertEncoder)
+    ids = torch.tensor([[101, 1996, 3185, 102]])
+    with torch.no_grad():
+        assert torch.allclose(model.encoder(input_ids=ids).last_hidden_state, _hf_encoder(odd)(input_ids=ids).last_hidden_state)
+    trained = finebert.train(reviews_csv, model=str(odd), epochs=0.5, quiet=True).engine.model.encoder
+    assert isinstance(trained, BertModel)
+
+
+def test_training_a_bert_backbone_never_imports_transformers():
+    """transformers' model classes take 3.6 s to import; a training process of our own BERT needs none of it."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, finebert; finebert.train(None, epochs=1, quiet=True, recipe='fine-tune'); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers'))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -10,11 +10,19 @@ Saved folders load as they are in Hugging Face `AutoModelForSequenceClassificati
 cls pooling). HF's BERT head is `W'·tanh(Wp·h + bp) + b`; we write Wp = s·I, bp = 0 and W' = W/s with
 s = HF_POOLER_SCALE, so tanh(s·h) = s·h to within 1e-7 relative and HF computes our z. Other
 backbone families, and mean pooling, load in finebert only.
+
+Training builds BERT backbones as `BertEncoder`, BERT written out here with Hugging Face's parameter
+names, so its weights are theirs key for key: the training process then never imports transformers'
+model classes (3.6 s of a 50 s run; benchmarks/RESULTS.md). Other families, and BERT configurations it
+does not cover, load through transformers' AutoModel; so do saved models, which export traces.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -48,7 +56,8 @@ class TextClassifier(nn.Module):
             same = chunk_of_token[:, None, :, None] == chunk_of_token[:, None, None, :]  # (R, 1, T, T)
             attention_mask = torch.zeros(same.shape, device=same.device).masked_fill_(~same, torch.finfo(torch.float32).min)
             extra["position_ids"] = position_ids
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state  # (R, T, H)
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)  # (R, T, H)
+        states = getattr(states, "last_hidden_state", states)  # transformers' encoders wrap it in an output object
         if chunk_of_token is not None:
             return self._pool_packed(states.flatten(0, 1), chunk_of_token.flatten(), first_token)
         if self.pooling == "cls":
@@ -71,6 +80,117 @@ class TextClassifier(nn.Module):
         return self.head(self.dropout(self.pooled(input_ids, attention_mask, token_type_ids, **packed)))  # (B, C) logits
 
 
+# BERT's configuration defaults (transformers' BertConfig), for config.json files that leave some out.
+BERT_DEFAULTS = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                     intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
+                     attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=2,
+                     layer_norm_eps=1e-12, position_embedding_type="absolute")
+
+
+class BertEncoder(nn.Module):
+    """BERT (post-LayerNorm Transformer, exact GELU, absolute positions), as transformers' eager BertModel
+    computes it, without the pooler. Module names follow theirs, so state dicts are interchangeable.
+
+        x = LayerNorm(word[ids] + type[types] + position[positions])             # (B, T, H)
+        per layer:  x = LayerNorm(x + Wo·attention(x))                           # (B, T, H)
+                    x = LayerNorm(x + W2·gelu(W1·x))                             # (B, T, H), W1: H -> I
+    """
+
+    base_model_prefix = "bert"  # the key prefix of the encoder's weights in a saved BertFor... model
+    hf_name = "BertModel"  # transformers' class for these weights
+
+    def __init__(self, config: SimpleNamespace):
+        super().__init__()
+        self.config = config
+        H, eps = config.hidden_size, config.layer_norm_eps
+        self.embeddings = nn.ModuleDict(dict(
+            word_embeddings=nn.Embedding(config.vocab_size, H),
+            position_embeddings=nn.Embedding(config.max_position_embeddings, H),
+            token_type_embeddings=nn.Embedding(config.type_vocab_size, H),
+            LayerNorm=nn.LayerNorm(H, eps=eps), dropout=nn.Dropout(config.hidden_dropout_prob)))
+        self.encoder = nn.ModuleDict(dict(layer=nn.ModuleList(_BertLayer(config)
+                                                              for _ in range(config.num_hidden_layers))))
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings["word_embeddings"]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, H) final hidden states. `attention_mask`: (B, T) of 1 for tokens and 0 for padding, or an
+        additive (B, 1, T, T) mask of 0 and -inf-like values (packed batches)."""
+        B, T = input_ids.shape
+        if position_ids is None:
+            position_ids = torch.arange(T, device=input_ids.device).expand(B, T)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        e = self.embeddings
+        x = e["word_embeddings"](input_ids) + e["token_type_embeddings"](token_type_ids)  # (B, T, H)
+        x = e["dropout"](e["LayerNorm"](x + e["position_embeddings"](position_ids)))
+        if attention_mask is not None and attention_mask.dim() == 2:  # (B, T) -> additive (B, 1, 1, T)
+            attention_mask = torch.zeros(B, 1, 1, T, device=x.device).masked_fill_(
+                attention_mask[:, None, None, :] == 0, torch.finfo(torch.float32).min)
+        for layer in self.encoder["layer"]:
+            x = layer(x, attention_mask)
+        return x
+
+
+class _BertLayer(nn.Module):
+    def __init__(self, config: SimpleNamespace):
+        super().__init__()
+        H, I, eps = config.hidden_size, config.intermediate_size, config.layer_norm_eps
+        self.heads = config.num_attention_heads
+        self.attention = nn.ModuleDict({
+            "self": nn.ModuleDict(dict(query=nn.Linear(H, H), key=nn.Linear(H, H), value=nn.Linear(H, H),
+                                       dropout=nn.Dropout(config.attention_probs_dropout_prob))),
+            "output": nn.ModuleDict(dict(dense=nn.Linear(H, H), LayerNorm=nn.LayerNorm(H, eps=eps),
+                                         dropout=nn.Dropout(config.hidden_dropout_prob)))})
+        self.intermediate = nn.ModuleDict(dict(dense=nn.Linear(H, I)))
+        self.output = nn.ModuleDict(dict(dense=nn.Linear(I, H), LayerNorm=nn.LayerNorm(H, eps=eps),
+                                         dropout=nn.Dropout(config.hidden_dropout_prob)))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, H = x.shape
+        qkv, out = self.attention["self"], self.attention["output"]
+
+        def heads(t):  # (B, T, H) -> (B, A, T, H/A)
+            return t.view(B, T, self.heads, H // self.heads).transpose(1, 2)
+
+        q, k, v = heads(qkv["query"](x)), heads(qkv["key"](x)), heads(qkv["value"](x))
+        scores = q @ k.transpose(2, 3) * (1 / math.sqrt(H // self.heads))  # (B, A, T, T)
+        if mask is not None:
+            scores = scores + mask
+        context = qkv["dropout"](scores.softmax(-1)) @ v  # (B, A, T, H/A)
+        context = context.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+        x = out["LayerNorm"](out["dropout"](out["dense"](context)) + x)
+        hidden = nn.functional.gelu(self.intermediate["dense"](x))  # (B, T, I)
+        return self.output["LayerNorm"](self.output["dropout"](self.output["dense"](hidden)) + x)
+
+
+def _own_bert(backbone: Path) -> BertEncoder | None:
+    """The backbone as a BertEncoder, or None where it needs transformers (another family, another BERT
+    variant, weights only as pytorch_model.bin, or keys we do not know: transformers converts those)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        settings = json.loads((backbone / "config.json").read_text())
+        tensors = load_file(str(backbone / "model.safetensors"))
+    except (OSError, ValueError, SafetensorError):
+        return None
+    config = SimpleNamespace(**(BERT_DEFAULTS | settings))
+    if (config.model_type != "bert" or config.hidden_act != "gelu" or config.position_embedding_type != "absolute"
+            or config.hidden_size % config.num_attention_heads):
+        return None
+    tensors = {k.removeprefix("bert."): v.float() for k, v in tensors.items()}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(("pooler.", "cls.")) and not k.endswith("position_ids")}
+    with torch.device("meta"):
+        encoder = BertEncoder(config)
+    if set(tensors) != set(encoder.state_dict()):
+        return None
+    encoder.load_state_dict(tensors, assign=True)
+    return encoder
+
+
 def _quiet_transformers():
     from transformers.utils import logging
 
@@ -86,14 +206,16 @@ def build_model(backbone: Path, num_labels: int, *, pooling: str, dropout: float
     because it trains fastest on CPUs: at batch 32 of 14-40 tokens, forward + backward in bf16 took
     77-143 ms eager without dropout against 93-241 ms with PyTorch's SDPA kernels (benchmarks/RESULTS.md).
     """
-    from transformers import AutoModel
+    encoder = _own_bert(backbone) if attention == "eager" else None
+    if encoder is None:
+        from transformers import AutoModel
 
-    _quiet_transformers()
-    try:
-        encoder = AutoModel.from_pretrained(str(backbone), attn_implementation=attention)
-    except Exception as e:  # missing, torn or foreign weights: whatever the loader raises, the folder is unusable
-        raise ModelError(f"{backbone}: cannot load a Hugging Face encoder from it ({_first_line(e)}); "
-                         "give a BERT-family model folder with its weights") from None
+        _quiet_transformers()
+        try:
+            encoder = AutoModel.from_pretrained(str(backbone), attn_implementation=attention)
+        except Exception as e:  # missing, torn or foreign weights: whatever the loader raises, the folder is unusable
+            raise ModelError(f"{backbone}: cannot load a Hugging Face encoder from it ({_first_line(e)}); "
+                             "give a BERT-family model folder with its weights") from None
     model = TextClassifier(encoder, num_labels, pooling=pooling, dropout=dropout)
     for module in model.modules():
         if isinstance(module, nn.Dropout):
@@ -117,9 +239,10 @@ def save_model(model: TextClassifier, folder: Path, labels: list[str], *, multi_
     config.id2label = dict(enumerate(labels))
     config.label2id = {name: i for i, name in enumerate(labels)}
     config.problem_type = "multi_label_classification" if multi_label else "single_label_classification"
-    config.architectures = [f"{type(model.encoder).__name__.removesuffix('Model')}ForSequenceClassification"
-                            if hf_compatible(model) else type(model.encoder).__name__]
-    config.save_pretrained(str(folder))
+    name = getattr(model.encoder, "hf_name", type(model.encoder).__name__)  # "BertModel", "DistilBertModel", ...
+    config.architectures = [f"{name.removesuffix('Model')}ForSequenceClassification" if hf_compatible(model) else name]
+    settings = config.to_diff_dict() if hasattr(config, "to_diff_dict") else vars(config)  # transformers' or ours
+    (folder / "config.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
     tensors = {f"{prefix}.{k}": v.detach().float().contiguous() for k, v in model.encoder.state_dict().items()}
     weight, bias = model.head.weight.detach().float(), model.head.bias.detach().float()  # (C, H), (C,)

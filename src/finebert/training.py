@@ -619,9 +619,12 @@ def class_weights(space: LabelSpace, y: np.ndarray, setting) -> list[float] | No
 
 
 def _linear_schedule(optimizer, warmup: int, total: int):
-    from transformers import get_linear_schedule_with_warmup
+    """The learning rate rises linearly from 0 over `warmup` steps, then falls linearly to 0 at `total` (as
+    transformers' get_linear_schedule_with_warmup, without importing transformers)."""
+    from torch.optim.lr_scheduler import LambdaLR
 
-    return get_linear_schedule_with_warmup(optimizer, warmup, total)
+    return LambdaLR(optimizer, lambda step: step / max(1, warmup) if step < warmup
+                    else max(0.0, (total - step) / max(1, total - warmup)))
 
 
 def _param_groups(model, config: TrainConfig, sparse=None) -> tuple[list[dict], list[dict]]:
