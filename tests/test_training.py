@@ -268,7 +268,7 @@ def test_our_bert_encoder_computes_what_transformers_computes(backbone, tmp_path
     from transformers import BertConfig, BertForMaskedLM
 
     from conftest import sst2_rows
-    from finebert.model import BertEncoder, build_model
+    from finebert.model import BertEncoder, additive_mask, build_model
     from finebert.tokenization import Tokenizer
 
     torch.manual_seed(0)
@@ -284,8 +284,8 @@ def test_our_bert_encoder_computes_what_transformers_computes(backbone, tmp_path
         for encoded in (tok.encode(rows), tok.encode(rows[:8], rows[8:])):
             padded = {k: torch.from_numpy(v) for k, v in tok.pad(list(encoded.ids), encoded.type_ids).items()}
             packed = {k: torch.from_numpy(v) for k, v in tok.pack(list(encoded.ids), encoded.type_ids).items()}
-            same = packed["chunk_of_token"][:, None, :, None] == packed["chunk_of_token"][:, None, None, :]
-            mask4d = torch.zeros(same.shape).masked_fill_(~same, torch.finfo(torch.float32).min)  # (R, 1, T, T)
+            chunk = packed["chunk_of_token"]
+            mask4d = additive_mask(chunk[:, None, :, None] == chunk[:, None, None, :])  # (R, 1, T, T)
             real = padded["attention_mask"].bool()
             with torch.no_grad():
                 a = ours(padded["input_ids"], padded["attention_mask"], padded["token_type_ids"])  # (B, T, H)

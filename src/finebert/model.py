@@ -53,8 +53,7 @@ class TextClassifier(nn.Module):
         per row) or a packed one (Tokenizer.pack: position_ids, chunk_of_token, first_token; several per row)."""
         extra = {"token_type_ids": token_type_ids} if self.uses_token_types and token_type_ids is not None else {}
         if chunk_of_token is not None:  # packed: a token attends only to the tokens of its own text
-            same = chunk_of_token[:, None, :, None] == chunk_of_token[:, None, None, :]  # (R, 1, T, T)
-            attention_mask = torch.zeros(same.shape, device=same.device).masked_fill_(~same, torch.finfo(torch.float32).min)
+            attention_mask = additive_mask(chunk_of_token[:, None, :, None] == chunk_of_token[:, None, None, :])  # (R, 1, T, T)
             extra["position_ids"] = position_ids
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)  # (R, T, H)
         states = getattr(states, "last_hidden_state", states)  # transformers' encoders wrap it in an output object
@@ -78,6 +77,11 @@ class TextClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, **packed) -> torch.Tensor:
         return self.head(self.dropout(self.pooled(input_ids, attention_mask, token_type_ids, **packed)))  # (B, C) logits
+
+
+def additive_mask(allowed: torch.Tensor) -> torch.Tensor:
+    """What attention adds to its scores: 0 where `allowed` (bool), the lowest fp32 value elsewhere."""
+    return torch.zeros(allowed.shape, device=allowed.device).masked_fill_(~allowed, torch.finfo(torch.float32).min)
 
 
 # BERT's configuration defaults (transformers' BertConfig), for config.json files that leave some out.
@@ -127,8 +131,7 @@ class BertEncoder(nn.Module):
         x = e["word_embeddings"](input_ids) + e["token_type_embeddings"](token_type_ids)  # (B, T, H)
         x = e["dropout"](e["LayerNorm"](x + e["position_embeddings"](position_ids)))
         if attention_mask is not None and attention_mask.dim() == 2:  # (B, T) -> additive (B, 1, 1, T)
-            attention_mask = torch.zeros(B, 1, 1, T, device=x.device).masked_fill_(
-                attention_mask[:, None, None, :] == 0, torch.finfo(torch.float32).min)
+            attention_mask = additive_mask(attention_mask[:, None, None, :] != 0)
         for layer in self.encoder["layer"]:
             x = layer(x, attention_mask)
         return x
@@ -173,13 +176,15 @@ def _own_bert(backbone: Path) -> BertEncoder | None:
     from safetensors.torch import load_file
 
     try:
-        settings = json.loads((backbone / "config.json").read_text())
-        tensors = load_file(str(backbone / "model.safetensors"))
-    except (OSError, ValueError, SafetensorError):
+        config = SimpleNamespace(**(BERT_DEFAULTS | json.loads((backbone / "config.json").read_text())))
+    except (OSError, ValueError, TypeError):
         return None
-    config = SimpleNamespace(**(BERT_DEFAULTS | settings))
-    if (config.model_type != "bert" or config.hidden_act != "gelu" or config.position_embedding_type != "absolute"
-            or config.hidden_size % config.num_attention_heads):
+    if (getattr(config, "model_type", None) != "bert" or config.hidden_act != "gelu"
+            or config.position_embedding_type != "absolute" or config.hidden_size % config.num_attention_heads):
+        return None  # decided before reading the weights, which transformers will then read
+    try:
+        tensors = load_file(str(backbone / "model.safetensors"))
+    except (OSError, SafetensorError):
         return None
     tensors = {k.removeprefix("bert."): v.float() for k, v in tensors.items()}
     tensors = {k: v for k, v in tensors.items() if not k.startswith(("pooler.", "cls.")) and not k.endswith("position_ids")}
