@@ -28,13 +28,21 @@ def test_folder_holds_hf_files_and_our_settings(trained):
     assert 0.5 < info["metrics"]["val_accuracy"] <= 1.0
 
 
-def test_hugging_face_auto_classes_load_it_and_give_the_same_logits(trained):
+def test_hugging_face_auto_classes_load_it_and_give_the_same_logits(tmp_path, reviews_csv, trained):
+    """A [CLS]-pooled model (the fine-tune recipe's) loads in transformers' auto classes with the same logits.
+    The session model (head-first: a normalised mean feeds its head) says that it does not."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    import finebert
     from finebert.engines import score
 
-    clf, folder = trained
+    head_first = json.loads((trained[1] / "finebert.json").read_text())
+    assert head_first["config"]["recipe"] == "head-first" and head_first["hf_sequence_classification"] is False
+    assert json.loads((trained[1] / "config.json").read_text())["architectures"] == ["BertModel"]  # a bare encoder
+    folder = tmp_path / "m"
+    clf = finebert.train(reviews_csv, output=folder, recipe="fine-tune", epochs=0.2, quiet=True)
+    assert json.loads((folder / "finebert.json").read_text())["hf_sequence_classification"] is True
     hf = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)
     with torch.no_grad():

@@ -1,5 +1,6 @@
 """The recipe follows the data size: few-shot (a head fitted on sentence embeddings, then every weight
-fine-tuned) for small data, the full fine-tuning recipe otherwise; what the caller sets is kept."""
+fine-tuned gently) for small data, head-first (the same head, then the full fine-tuning defaults) for
+mid-size data, the full fine-tuning recipe for large data; what the caller sets is kept."""
 
 import json
 
@@ -8,27 +9,43 @@ import pytest
 
 from conftest import DATA, cli, sst2_rows, subset_file, write_csv
 from finebert.config import TrainConfig
-from finebert.training import FEW_SHOT_MAX_ROWS, choose_recipe
+from finebert.training import FEW_SHOT_MAX_ROWS, HEAD_FIRST_MAX_ROWS, choose_recipe
 
 
 def test_the_recipe_follows_the_data_size_and_keeps_what_the_caller_set():
-    small, large = choose_recipe(TrainConfig(), FEW_SHOT_MAX_ROWS), choose_recipe(TrainConfig(), FEW_SHOT_MAX_ROWS + 1)
+    small, mid, large = (choose_recipe(TrainConfig(), rows) for rows in
+                         (FEW_SHOT_MAX_ROWS, FEW_SHOT_MAX_ROWS + 1, HEAD_FIRST_MAX_ROWS + 1))
     assert small.recipe == "few-shot" and small.pooling == "normalized-mean" and small.validation_split == 0
+    assert small.head_init == "fit" and small.epochs == 20 and small.contrastive_pairs == 0  # the pair stage: opt-in
+    assert mid == TrainConfig(recipe="head-first", pooling="normalized-mean", head_init="fit")  # else the defaults
+    assert choose_recipe(TrainConfig(), HEAD_FIRST_MAX_ROWS).recipe == "head-first"
     assert large.recipe == "fine-tune" and large == TrainConfig(recipe="fine-tune")
+    # sentence pairs skip head-first (no gain on MRPC), and keep few-shot for small data
+    pairs = TrainConfig(text_pair_column="sentence2")
+    assert choose_recipe(pairs, FEW_SHOT_MAX_ROWS + 1).recipe == "fine-tune"
+    assert choose_recipe(pairs, FEW_SHOT_MAX_ROWS).recipe == "few-shot"
+    # so do multi-label data (their folders load in Hugging Face's auto classes, which need [CLS] pooling)
+    assert choose_recipe(TrainConfig(), FEW_SHOT_MAX_ROWS + 1, multi_label=True).recipe == "fine-tune"
     # given values win, even one equal to TrainConfig's default (dropout 0)
     mine = choose_recipe(TrainConfig(learning_rate=3e-5, dropout=0.0), 40, given={"dropout"})
     assert mine.learning_rate == 3e-5 and mine.dropout == 0.0 and mine.epochs == small.epochs
     assert choose_recipe(TrainConfig(recipe="fine-tune"), 40).pooling == "cls"  # asked for by name
 
 
-@pytest.mark.parametrize("relative, rows", [("sst2/train.tsv", 40), ("ag_news/train.csv", 80)])
-def test_the_head_starts_as_a_logistic_regression_on_the_embeddings(tmp_path, backbone, relative, rows):
-    """Before any fine-tuning step, the model's probabilities are scikit-learn's, class for class."""
+@pytest.mark.parametrize("relative, rows, cap", [("sst2/train.tsv", 40, None), ("ag_news/train.csv", 80, None),
+                                                ("ag_news/train.csv", 80, 30)])
+def test_the_head_starts_as_a_logistic_regression_on_the_embeddings(tmp_path, backbone, monkeypatch, relative, rows, cap):
+    """Before any fine-tuning step, the model's probabilities are scikit-learn's, class for class. Over
+    HEAD_FIT_MAX_CHUNKS chunks (here lowered to `cap`), the regression reads a seeded sample of that many."""
     import torch
     from sklearn.linear_model import LogisticRegression
 
+    from finebert import training
     from finebert.model import build_model
     from finebert.training import fit_head, prepare
+
+    if cap:
+        monkeypatch.setattr(training, "HEAD_FIT_MAX_CHUNKS", cap)
 
     data = subset_file(tmp_path, relative, rows)
     task = prepare(data, None, TrainConfig())
@@ -43,11 +60,16 @@ def test_the_head_starts_as_a_logistic_regression_on_the_embeddings(tmp_path, ba
         features = model.pooled(**inputs).numpy()  # (N, H)
         ours = torch.softmax(model(**inputs), -1).numpy()  # (N, C)
     assert np.allclose(np.linalg.norm(features, axis=1), 1, atol=1e-5)  # sentence embeddings at unit length
-    fit = LogisticRegression(max_iter=1000).fit(features, task.y)
+    picked = np.arange(rows) if cap is None else np.sort(np.random.default_rng(config.seed).choice(rows, cap, replace=False))
+    fit = LogisticRegression(max_iter=1000).fit(features[picked], task.y[picked])
     theirs = np.zeros_like(ours)
     theirs[:, fit.classes_] = fit.predict_proba(features)
     assert np.allclose(ours[:, fit.classes_], theirs[:, fit.classes_], atol=1e-4)
-    assert (ours.argmax(1) == task.y).mean() > 0.8  # and it already fits its data
+    if cap:  # the sample made a difference: the regression on every row gives other probabilities
+        every = LogisticRegression(max_iter=1000).fit(features, task.y).predict_proba(features)
+        assert not np.allclose(ours[:, fit.classes_], every, atol=1e-3)
+    else:
+        assert (ours.argmax(1) == task.y).mean() > 0.8  # and it already fits its data
 
 
 def test_few_shot_through_the_cli_says_its_recipe_and_beats_chance(tmp_path):
@@ -57,9 +79,59 @@ def test_few_shot_through_the_cli_says_its_recipe_and_beats_chance(tmp_path):
     data = write_csv(tmp_path / "few.csv", ["sentence", "label"], [[t, y] for t, y in picked])
     result = cli("train", data, "--output", tmp_path / "m", "--label-names", "negative,positive", "--epochs", "10",
                  check=True)
-    assert "recipe: few-shot (32 training rows)" in result.stdout
+    assert "recipe: few-shot (32 training rows): a head fitted on sentence embeddings" in result.stdout
     info = json.loads((tmp_path / "m" / "finebert.json").read_text())
     assert info["config"]["recipe"] == "few-shot" and info["config"]["pooling"] == "normalized-mean"
+    assert info["config"]["head_init"] == "fit"
     assert info["config"]["epochs"] == 10  # given, so kept
     report = json.loads(cli("evaluate", tmp_path / "m", DATA / "sst2" / "dev.tsv", "--json", check=True).stdout)
     assert report["accuracy"] > 0.6  # chance is 0.5; 16 examples per class
+
+
+def test_mid_size_data_gets_head_first_and_says_so(tmp_path):
+    from finebert.training import describe_recipe, prepare
+
+    task = prepare(subset_file(tmp_path, "ag_news/train.csv", 400), None, TrainConfig())
+    assert task.config.recipe == "head-first" and task.config.head_init == "fit" and task.val.n_docs == 40
+    assert describe_recipe(task.config, task) == ("recipe: head-first (360 training rows, 40 held out for validation): "
+                                                  "a head fitted on sentence embeddings, then every weight fine-tuned for 4 epochs")
+
+
+def test_the_contrastive_stage_gathers_each_label(tmp_path, backbone):
+    """SetFit's pair stage: after it, texts of one label are closer to each other than to the other label's,
+    by a wider margin than before (cosines of the normalised sentence embeddings, 8 SST-2 rows per class)."""
+    import torch
+
+    from finebert.model import build_model
+    from finebert.training import contrast_encoder, describe_recipe, prepare
+
+    rows = sst2_rows(400)
+    picked = [r for r in rows if r[1] == "0"][:8] + [r for r in rows if r[1] == "1"][:8]
+    task = prepare(write_csv(tmp_path / "few.csv", ["sentence", "label"], picked), None, TrainConfig(contrastive_pairs=10))
+    assert task.config.recipe == "few-shot" and task.config.contrastive_pairs == 10
+    assert "the encoder first trained on contrastive pairs (10 same-label and 10 other-label" in describe_recipe(task.config, task)
+    torch.manual_seed(0)
+    model = build_model(backbone, 2, pooling="normalized-mean", dropout=0.1)
+    inputs = {k: torch.from_numpy(v) for k, v in task.tokenizer.pad(task.train.ids).items()}
+    same = task.y[:, None] == task.y[None, :]  # (N, N)
+
+    def margin():
+        with torch.no_grad():
+            e = model.eval().pooled(**inputs)  # (N, H), unit length
+        model.train()
+        cos = (e @ e.T).numpy()
+        return cos[same & ~np.eye(len(same), dtype=bool)].mean() - cos[~same].mean()
+
+    before = margin()
+    contrast_encoder(model, task, torch.device("cpu"), task.config, use_bf16=False)
+    assert model.training  # left in training mode for the fine-tuning that follows
+    after = margin()
+    assert after > before + 0.05, (before, after)  # measured: 0.013 before, 0.109 after (20 steps)
+
+
+def test_contrastive_pairs_refuse_multi_label_data(tmp_path):
+    from finebert.errors import ConfigError
+    from finebert.training import prepare
+
+    with pytest.raises(ConfigError, match="contrastive_pairs=5 needs one label per row"):
+        prepare(subset_file(tmp_path, "goemotions/train.tsv", 40), None, TrainConfig(multi_label=True, contrastive_pairs=5))

