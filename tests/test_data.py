@@ -80,8 +80,12 @@ def test_config_errors_quote_the_bad_value_and_the_fix():
         TrainConfig(learning_rate=5.0)
     with pytest.raises(ConfigError, match=r"pooling='max' is invalid: use 'cls', 'mean' or 'normalized-mean'"):
         TrainConfig(pooling="max")
-    with pytest.raises(ConfigError, match=r"recipe='tiny' is invalid: use 'auto' .*, 'few-shot' or 'fine-tune'"):
+    with pytest.raises(ConfigError, match=r"recipe='tiny' is invalid: use 'auto' .*, 'few-shot', 'head-first' or 'fine-tune'"):
         TrainConfig(recipe="tiny")
     with pytest.raises(ConfigError, match=r"head_learning_rate=2 is invalid: use a value between 0 and 1"):
         TrainConfig(head_learning_rate=2)
+    with pytest.raises(ConfigError, match=r"head_init='zeros' is invalid: use 'random' or 'fit'"):
+        TrainConfig(head_init="zeros")
+    with pytest.raises(ConfigError, match=r"contrastive_pairs=-1 is invalid: use a whole number of partners per text"):
+        TrainConfig(contrastive_pairs=-1)
     assert TrainConfig.from_dict(TrainConfig(epochs=2).to_dict()).epochs == 2
