@@ -523,18 +523,19 @@ def _changed_fields(config: TrainConfig | None) -> set[str]:
 
 
 def describe_recipe(config: TrainConfig, task: Task) -> str:
-    """The one line said when training starts."""
+    """The one line said when training starts: the recipe, the rows, and the stages before fine-tuning."""
     rows = task.train.n_docs
-    if config.recipe == "few-shot":
-        pairs = (f"the encoder first trained on contrastive pairs ({config.contrastive_pairs} same-label and "
-                 f"{config.contrastive_pairs} other-label partners per text), " if config.contrastive_pairs else "")
-        return (f"recipe: few-shot ({rows} training rows): {pairs}a head fitted on sentence embeddings, then every "
-                f"weight fine-tuned for {config.epochs:g} epochs")
-    held_out = f", {task.val.n_docs} held out for validation" if task.val is not None else ""
-    if config.recipe == "head-first":
-        return (f"recipe: head-first ({rows} training rows{held_out}): a head fitted on sentence embeddings, then "
-                f"every weight fine-tuned for {config.epochs:g} epochs")
-    return f"recipe: fine-tune ({rows} training rows{held_out}) for {config.epochs:g} epochs"
+    held_out = f", {task.val.n_docs} held out for validation" if task.val is not None and config.recipe != "few-shot" else ""
+    first = []  # what happens before every weight is fine-tuned
+    if config.contrastive_pairs:
+        first.append(f"the encoder first trained on contrastive pairs ({config.contrastive_pairs} same-label and "
+                     f"{config.contrastive_pairs} other-label partners per text)")
+    if config.head_init == "fit":
+        first.append("a head fitted on sentence embeddings")
+    if not first:
+        return f"recipe: {config.recipe} ({rows} training rows{held_out}) for {config.epochs:g} epochs"
+    return (f"recipe: {config.recipe} ({rows} training rows{held_out}): {', '.join(first)}, then every weight "
+            f"fine-tuned for {config.epochs:g} epochs")
 
 
 def prepare_labels(train_set: Dataset, config: TrainConfig, sample: bool) -> LabelSpace:
