@@ -32,11 +32,15 @@ def test_the_recipe_follows_the_data_size_and_keeps_what_the_caller_set():
     assert choose_recipe(TrainConfig(recipe="fine-tune"), 40).pooling == "cls"  # asked for by name
 
 
-@pytest.mark.parametrize("relative, rows, cap", [("sst2/train.tsv", 40, None), ("ag_news/train.csv", 80, None),
-                                                ("ag_news/train.csv", 80, 30)])
-def test_the_head_starts_as_a_logistic_regression_on_the_embeddings(tmp_path, backbone, monkeypatch, relative, rows, cap):
-    """Before any fine-tuning step, the model's probabilities are scikit-learn's, class for class. Over
-    HEAD_FIT_MAX_CHUNKS chunks (here lowered to `cap`), the regression reads a seeded sample of that many."""
+@pytest.mark.parametrize("relative, rows, share, minimum, sampled", [
+    ("sst2/train.tsv", 40, None, None, None), ("ag_news/train.csv", 80, None, None, None),
+    ("ag_news/train.csv", 80, 1 / 32, 30, 50),  # 1/32 of 20 epochs x 80 chunks
+    ("ag_news/train.csv", 80, 1 / 64, 30, 30)])  # 25 reads are under the minimum
+def test_the_head_starts_as_a_logistic_regression_on_the_embeddings(tmp_path, backbone, monkeypatch, relative, rows,
+                                                                      share, minimum, sampled):
+    """Before any fine-tuning step, the model's probabilities are scikit-learn's, class for class. The
+    regression reads every chunk unless that is more than HEAD_FIT_SHARE of training's reads (epochs x
+    chunks), here lowered: then a seeded sample of that many, and never fewer than HEAD_FIT_MIN_CHUNKS."""
     import torch
     from sklearn.linear_model import LogisticRegression
 
@@ -44,8 +48,9 @@ def test_the_head_starts_as_a_logistic_regression_on_the_embeddings(tmp_path, ba
     from finebert.model import build_model
     from finebert.training import fit_head, prepare
 
-    if cap:
-        monkeypatch.setattr(training, "HEAD_FIT_MAX_CHUNKS", cap)
+    if share:
+        monkeypatch.setattr(training, "HEAD_FIT_SHARE", share)
+        monkeypatch.setattr(training, "HEAD_FIT_MIN_CHUNKS", minimum)
 
     data = subset_file(tmp_path, relative, rows)
     task = prepare(data, None, TrainConfig())
@@ -60,12 +65,13 @@ def test_the_head_starts_as_a_logistic_regression_on_the_embeddings(tmp_path, ba
         features = model.pooled(**inputs).numpy()  # (N, H)
         ours = torch.softmax(model(**inputs), -1).numpy()  # (N, C)
     assert np.allclose(np.linalg.norm(features, axis=1), 1, atol=1e-5)  # sentence embeddings at unit length
-    picked = np.arange(rows) if cap is None else np.sort(np.random.default_rng(config.seed).choice(rows, cap, replace=False))
+    assert config.epochs == 20
+    picked = np.arange(rows) if sampled is None else np.sort(np.random.default_rng(config.seed).choice(rows, sampled, replace=False))
     fit = LogisticRegression(max_iter=1000).fit(features[picked], task.y[picked])
     theirs = np.zeros_like(ours)
     theirs[:, fit.classes_] = fit.predict_proba(features)
     assert np.allclose(ours[:, fit.classes_], theirs[:, fit.classes_], atol=1e-4)
-    if cap:  # the sample made a difference: the regression on every row gives other probabilities
+    if sampled:  # the sample made a difference: the regression on every row gives other probabilities
         every = LogisticRegression(max_iter=1000).fit(features, task.y).predict_proba(features)
         assert not np.allclose(ours[:, fit.classes_], every, atol=1e-3)
     else:
