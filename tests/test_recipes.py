@@ -17,6 +17,7 @@ def test_the_recipe_follows_the_data_size_and_keeps_what_the_caller_set():
                          (FEW_SHOT_MAX_ROWS, FEW_SHOT_MAX_ROWS + 1, HEAD_FIRST_MAX_ROWS + 1))
     assert small.recipe == "few-shot" and small.pooling == "normalized-mean" and small.validation_split == 0
     assert small.head_init == "fit" and small.epochs == 20 and small.contrastive_pairs == 0  # the pair stage: opt-in
+    assert small.fine_tuned_share == 0.7
     assert mid == TrainConfig(recipe="head-first", pooling="normalized-mean", head_init="fit")  # else the defaults
     assert choose_recipe(TrainConfig(), HEAD_FIRST_MAX_ROWS).recipe == "head-first"
     assert large.recipe == "fine-tune" and large == TrainConfig(recipe="fine-tune")
@@ -85,10 +86,11 @@ def test_few_shot_through_the_cli_says_its_recipe_and_beats_chance(tmp_path):
     data = write_csv(tmp_path / "few.csv", ["sentence", "label"], [[t, y] for t, y in picked])
     result = cli("train", data, "--output", tmp_path / "m", "--label-names", "negative,positive", "--epochs", "10",
                  check=True)
-    assert "recipe: few-shot (32 training rows): a head fitted on sentence embeddings" in result.stdout
+    assert ("recipe: few-shot (32 training rows): a head fitted on sentence embeddings, then every weight fine-tuned "
+            "for 10 epochs, kept at 0.7 of the way from the starting weights to the fine-tuned ones") in result.stdout
     info = json.loads((tmp_path / "m" / "finebert.json").read_text())
     assert info["config"]["recipe"] == "few-shot" and info["config"]["pooling"] == "normalized-mean"
-    assert info["config"]["head_init"] == "fit"
+    assert info["config"]["head_init"] == "fit" and info["config"]["fine_tuned_share"] == 0.7
     assert info["config"]["epochs"] == 10  # given, so kept
     report = json.loads(cli("evaluate", tmp_path / "m", DATA / "sst2" / "dev.tsv", "--json", check=True).stdout)
     assert report["accuracy"] > 0.6  # chance is 0.5; 16 examples per class
@@ -141,3 +143,31 @@ def test_contrastive_pairs_refuse_multi_label_data(tmp_path):
 
     with pytest.raises(ConfigError, match="contrastive_pairs=5 needs one label per row"):
         prepare(subset_file(tmp_path, "goemotions/train.tsv", 40), None, TrainConfig(multi_label=True, contrastive_pairs=5))
+
+
+def test_the_model_kept_is_the_share_of_the_way_from_start_to_fine_tuned(tmp_path):
+    """fine_tuned_share (WiSE-FT): the weights kept are share x fine-tuned + (1 - share) x the starting ones, so
+    they move from the fine-tuned weights in proportion to 1 - share (same seed, same fine-tuning); validation
+    scores are those of the weights kept; the recipe line says so."""
+    import finebert
+    from finebert.training import describe_recipe, prepare
+
+    rows = sst2_rows(400)
+    picked = [r for r in rows if r[1] == "0"][:20] + [r for r in rows if r[1] == "1"][:20]
+    data = write_csv(tmp_path / "few.csv", ["sentence", "label"], picked)
+    validation = write_csv(tmp_path / "val.csv", ["sentence", "label"], rows[300:400])
+    runs = {share: finebert.train(data, validation=validation, quiet=True, epochs=4, fine_tuned_share=share)
+            for share in (1.0, 0.75, 0.5)}
+    weights = {share: clf.engine.model.state_dict() for share, clf in runs.items()}
+    moved = 0
+    for name, fine_tuned in weights[1.0].items():
+        if fine_tuned.is_floating_point():
+            quarter, half = weights[0.75][name] - fine_tuned, weights[0.5][name] - fine_tuned
+            assert np.allclose(half.numpy(), 2 * quarter.numpy(), atol=1e-6), name
+            moved += int(half.abs().max() > 1e-4)
+    assert moved > 50  # fine-tuning moved most tensors, so the shares differ
+    for clf in runs.values():
+        assert clf.metrics["val_accuracy"] == finebert.evaluate(clf, validation).accuracy
+    task = prepare(data, None, TrainConfig(fine_tuned_share=0.7))
+    assert describe_recipe(task.config, task).endswith(
+        "fine-tuned for 20 epochs, kept at 0.7 of the way from the starting weights to the fine-tuned ones")

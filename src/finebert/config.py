@@ -32,6 +32,7 @@ class TrainConfig:
     learning_rate: float = 2e-4  # peak AdamW learning rate (top layer and head), reached after warmup
     contrastive_pairs: int = 0  # >0: first, the encoder learns from this many same-label and as many other-label partners per training text (SetFit's contrastive stage; single-label)
     head_init: str = "random"  # "random": a fresh linear head; "fit": a logistic regression on the pooled vectors first (linear probe, then fine-tune)
+    fine_tuned_share: float = 1.0  # the model kept is this share of the fine-tuned weights plus the rest of the starting ones (after the head fit): WiSE-FT; 1: the fine-tuned weights alone
     head_learning_rate: float | None = None  # the head's own peak learning rate; None: learning_rate
     warmup_ratio: float = 0.06  # fraction of steps with the learning rate rising linearly from 0
     weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm)
@@ -107,6 +108,8 @@ class TrainConfig:
             bad("contrastive_pairs", self.contrastive_pairs, "use a whole number of partners per text, e.g. 20, or 0 for none")
         if self.head_init not in HEAD_INITS:
             bad("head_init", self.head_init, "use 'random' or 'fit'")
+        if not isinstance(self.fine_tuned_share, (int, float)) or not 0 < self.fine_tuned_share <= 1:
+            bad("fine_tuned_share", self.fine_tuned_share, "use a fraction in (0, 1], e.g. 0.7; 1 keeps the fine-tuned weights alone")
         if self.head_learning_rate is not None and not 0 < self.head_learning_rate < 1:
             bad("head_learning_rate", self.head_learning_rate, "use a value between 0 and 1, e.g. 1e-2, or leave it unset")
         if not 0 <= self.validation_split < 1:
