@@ -187,9 +187,7 @@ class TrainState:
         self.epoch = 0  # the current epoch, from 1
         self.position = 0  # batches of the current epoch done
         self.history: list[dict] = []  # one record per finished epoch
-        # {"scores", "thresholds", "epoch", "logits", "weights"} of the epoch kept so far (see within_noise), and
-        # "top": the highest validation score seen so far
-        self.best: dict | None = None
+        self.best: dict | None = None  # {"scores", "thresholds", "epoch", "logits", "weights"} of the epoch kept so far (within_noise)
         self.elapsed = 0.0  # seconds of training, over every session of this run
         self.stopped: str | None = None  # "max_time" when the time budget ended the run
         self.start_weights: dict | None = None  # config.fine_tuned_share < 1: the weights fine-tuning started from
@@ -310,10 +308,10 @@ class TrainState:
             scores, thresholds, logits = validate(self.model, task, self.device, config)
             record |= {f"val_{k}": v for k, v in scores.items()}
             value = scores[task.selection]
-            top = value if self.best is None else max(value, self.best.get("top", value))
-            if self.best is None or within_noise(value, top, task.val.n_docs):
+            top = max([value] + [h[f"val_{task.selection}"] for h in self.history])  # the highest score so far
+            if within_noise(value, top, task.val.n_docs):
                 self.best = {"scores": scores, "thresholds": thresholds, "epoch": self.epoch, "logits": logits,
-                             "top": top, "weights": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+                             "weights": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
         if self.stopped:
             record["stopped"] = self.stopped
         self.history.append(record)
