@@ -83,6 +83,7 @@ def run_finebert(rows: int, epochs: float, folder, env: dict, validation: str) -
     """Parent: the real console script on a file of the first ROWS rows; scored on dev afterwards."""
     data = CACHE / f"sst2-first{rows}.tsv"
     if not data.is_file():
+        CACHE.mkdir(exist_ok=True)
         lines = (DATA / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
         data.write_text("".join(lines[:rows + 1]), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)

@@ -53,7 +53,7 @@ rank, world = distributed.setup()
 config = TrainConfig(model=sys.argv[2], max_length=32, batch_size=10, epochs=1, recipe="fine-tune")
 task = prepare(sys.argv[1], None, config)
 state = TrainState.start(task, config, rank, world)
-lr = {name: group["initial_lr"] for group in state.optimizers[0].param_groups for p in group["params"]
+lr = {name: group["peak_lr"] for group in state.optimizer.param_groups for p in group["params"]
       for name, q in state.model.named_parameters() if p is q}
 batches = state.epoch_batches(config)
 shares = [len(np.array_split(b, world)[rank]) for b in batches]

@@ -56,6 +56,23 @@ def test_multi_label_model_predicts_label_lists_with_tuned_thresholds(emotions):
         assert p.label in p.labels and p.confidence == p.probabilities[p.label]
 
 
+def test_multi_label_top_label_is_the_most_probable_of_those_predicted(emotions):
+    """The most probable label under a threshold it does not reach is not predicted, so it is not `label` either."""
+    clf = emotions[0]
+    text = "I am so happy for you, congratulations!"
+    logits = clf.logits([text])[0]  # (C,)
+    first, second = np.argsort(-logits)[:2]
+    saved = list(clf.label_space.thresholds)
+    try:
+        clf.label_space.thresholds = [float(z) + 1.0 for z in logits]  # nothing passes ...
+        clf.label_space.thresholds[second] = float(logits[second]) - 1.0  # ... but the second most probable
+        p = clf.classify(text)
+    finally:
+        clf.label_space.thresholds = saved
+    assert p.labels == [clf.labels[second]] and p.label == clf.labels[second]
+    assert p.confidence == p.probabilities[clf.labels[second]] < p.probabilities[clf.labels[first]]
+
+
 def test_multi_label_cli_evaluate_and_predict(emotions):
     clf, folder, data = emotions
     dev = subset_file(folder.parent, "goemotions/dev.tsv", 1500, "dev.csv")

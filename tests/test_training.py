@@ -111,42 +111,77 @@ def test_unknown_setting_is_a_config_error():
         finebert.train(None, epoch=3, quiet=True)
 
 
-def test_clip_gradients_treats_sparse_and_dense_alike():
+def test_our_adamw_and_its_schedule_do_what_torch_optim_and_lambda_lr_do():
+    """training.AdamW calls torch's fused kernel without torch.optim's classes: the same weights after 6 steps of
+    warmup and decay, with two groups (weight decay on one), and again after a save and load mid-way."""
     import torch
+    from torch.optim.lr_scheduler import LambdaLR
 
-    from finebert.training import clip_gradients
+    from finebert.training import AdamW
 
-    def grads(sparse):
+    def model():
         torch.manual_seed(0)
-        emb, lin = torch.nn.Embedding(50, 8, sparse=sparse), torch.nn.Linear(8, 2)
-        lin(emb(torch.tensor([[1, 2, 2, 7]]))).pow(2).sum().mul(100).backward()
-        return emb, lin
+        return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
 
-    emb_s, lin_s = grads(True)
-    emb_d, lin_d = grads(False)
-    clip_gradients([*emb_s.parameters(), *lin_s.parameters()], 1.0)
-    torch.nn.utils.clip_grad_norm_([*emb_d.parameters(), *lin_d.parameters()], 1.0)
-    assert torch.allclose(emb_s.weight.grad.to_dense(), emb_d.weight.grad, atol=1e-6)
-    assert torch.allclose(lin_s.weight.grad, lin_d.weight.grad, atol=1e-6)
-    total = torch.cat([emb_d.weight.grad.flatten(), lin_d.weight.grad.flatten(), lin_d.bias.grad]).norm()
-    assert abs(total.item() - 1.0) < 1e-4
+    def groups(m):
+        return [{"params": [m[0].weight, m[2].weight], "lr": 1e-2, "weight_decay": 0.1},
+                {"params": [m[0].bias, m[2].bias], "lr": 3e-2, "weight_decay": 0.0}]
+
+    def loss(m, i):
+        x = torch.randn(32, 8, generator=torch.Generator().manual_seed(i))
+        return m(x).pow(2).mean()
+
+    ours, theirs = model(), model()
+    optimizer = AdamW(groups(ours), warmup=2, total=6)
+    reference = torch.optim.AdamW(groups(theirs), fused=True)
+    schedule = LambdaLR(reference, lambda s: s / 2 if s < 2 else max(0.0, (6 - s) / 4))
+    for i in range(6):
+        loss(ours, i).backward()
+        optimizer.step()
+        ours.zero_grad(set_to_none=True)
+        loss(theirs, i).backward()
+        reference.step()
+        schedule.step()
+        reference.zero_grad(set_to_none=True)
+        if i == 2:  # a checkpoint: what a resumed run loads
+            tensors, state = optimizer.state_dict()
+            optimizer = AdamW(groups(ours), warmup=2, total=6)
+            optimizer.load_state_dict(tensors, state)
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.allclose(a, b, atol=1e-7), (a, b)
+    assert not torch.allclose(ours[0].weight, model()[0].weight, atol=1e-3)  # it did train
 
 
-def test_sparse_embeddings_update_only_the_rows_used():
+@pytest.mark.parametrize("packing", [True, False])
+def test_training_only_the_rows_used_gives_the_model_the_whole_table_gives(monkeypatch, packing):
+    """UsedRows: the same weights as AdamW on the whole word-embedding table, rows never used included (weight
+    decay alone moves those; here it is large, so that they do move), with a validation epoch in between."""
     import torch
 
-    clf = finebert.train(None, epochs=1, quiet=True, seed=0, sparse_embeddings=True)
+    from conftest import sst2_rows
+    from finebert.data import Dataset
+    from finebert.training import TrainState
+
+    rows = sst2_rows(80)
+    data = Dataset([t for t, _ in rows], [y for _, y in rows], "sst2")
+    kw = dict(epochs=2, batch_size=16, quiet=True, seed=0, precision="fp32", dropout=0.0, recipe="fine-tune",
+              validation_split=0.2, weight_decay=50.0, layer_lr_decay=1.0, learning_rate=1e-3, packing=packing)
+    used = finebert.train(data, **kw)
+    monkeypatch.setattr(TrainState, "used_rows_only", False)
+    whole = finebert.train(data, **kw)
+    a, b = used.engine.model.state_dict(), whole.engine.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+    assert used.metrics["val_accuracy"] == whole.metrics["val_accuracy"]
+    # the rows no training text holds did move (so the comparison above covers the decay applied to them)
     from finebert.config import DEFAULT_BACKBONE, resolve_backbone
     from finebert.model import build_model
 
-    before = build_model(resolve_backbone(DEFAULT_BACKBONE), 2, pooling="cls", dropout=0.1).encoder
-    after = clf.engine.model.encoder
-    changed = (before.embeddings.word_embeddings.weight != after.embeddings.word_embeddings.weight).any(1)
-    from finebert.data import SAMPLE_TEXTS
-
-    used = set(np.concatenate(clf.tokenizer.encode(SAMPLE_TEXTS).ids).tolist())
-    assert set(torch.nonzero(changed).flatten().tolist()) == used
-    assert after.embeddings.word_embeddings.sparse is False  # back to normal for inference and export
+    pretrained = build_model(resolve_backbone(DEFAULT_BACKBONE), 2, pooling="cls", dropout=0.0).state_dict()
+    key = "encoder.embeddings.word_embeddings.weight"
+    unused = np.setdiff1d(np.arange(len(a[key])), np.concatenate(used.tokenizer.encode([t for t, _ in rows]).ids))
+    assert a[key][unused].norm() < 0.99 * pretrained[key][unused].norm()
 
 
 def test_recorded_validation_accuracy_is_that_of_the_returned_model(reviews_csv, tmp_path):
@@ -327,12 +362,14 @@ def test_bert_variants_our_encoder_does_not_cover_load_through_transformers(tmp_
     assert isinstance(trained, BertModel)
 
 
-def test_training_a_bert_backbone_never_imports_transformers():
-    """transformers' model classes take 3.6 s to import; a training process of our own BERT needs none of it."""
+@pytest.mark.parametrize("recipe", ["fine-tune", "head-first"])
+def test_training_a_bert_backbone_never_imports_transformers_or_torch_dynamo(recipe):
+    """transformers' model classes take 3.6 s to import, and torch._dynamo (which torch.optim's classes import on
+    first use) 1.5 s; a training process of our own BERT needs neither."""
     import subprocess
     import sys
 
-    probe = ("import sys, finebert; finebert.train(None, epochs=1, quiet=True, recipe='fine-tune'); "
-             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers'))")
+    probe = (f"import sys, finebert; finebert.train(None, epochs=1, quiet=True, recipe='{recipe}'); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers' or m.startswith('torch._dynamo')))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -39,7 +39,7 @@ def device():
 
 
 def wrap(model, device):
-    """DistributedDataParallel around the bare model (whose parameters the optimizers already hold)."""
+    """DistributedDataParallel around the bare model (whose parameters the optimizer already holds)."""
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)

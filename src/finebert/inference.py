@@ -31,7 +31,7 @@ ENGINE_FILES = {"onnx-fp32": "model.onnx", "onnx-int8": "model.int8.onnx"}
 @dataclass
 class Prediction:
     text: str
-    label: str  # the most probable label
+    label: str  # the most probable of the labels predicted (multi-label: of those over their thresholds)
     confidence: float  # the probability of `label`
     labels: list[str]  # every label predicted: [label] for single-label, those over their thresholds for multi-label
     probabilities: dict[str, float]
@@ -126,7 +126,7 @@ class Classifier:
         out = self.outputs(texts, pairs)
         results = []
         for i, (p, chosen) in enumerate(zip(out.probabilities, out.decisions)):
-            top = int(p.argmax())
+            top = int(np.where(chosen, p, -1.0).argmax())  # the most probable of the labels predicted
             results.append(Prediction(texts[i], self.labels[top], round(float(p[top]), 4),
                                       [self.labels[k] for k in np.flatnonzero(chosen)],
                                       {name: round(float(v), 4) for name, v in zip(self.labels, p)},
