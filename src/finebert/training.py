@@ -219,8 +219,10 @@ class TrainState:
         if config.fine_tuned_share < 1:  # the weights before fine-tuning, to average with at the end (finish)
             start_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         model.encoder.get_input_embeddings().weight.requires_grad_(not config.freeze_word_embeddings)
-        words = UsedRows(model, task.train.ids, task.tokenizer.pad_id) if cls.used_rows_only and not config.freeze_word_embeddings else None
-        optimizer = AdamW(_param_groups(model, config), warmup=round(config.warmup_ratio * total_steps), total=total_steps)
+        trains_rows = cls.used_rows_only and not config.freeze_word_embeddings
+        words = UsedRows(model, task.train.ids, task.tokenizer.pad_id) if trains_rows else None
+        optimizer = AdamW(_param_groups(model, config), warmup=round(config.warmup_ratio * total_steps),
+                          total=total_steps)
         state = cls(model, optimizer, device, total_steps, steps_per_epoch, use_bf16,
                     _loss_function(task, config, device), task.train.doc_lengths(), config.seed, rank, world)
         state.fingerprint = cls.fingerprint_of(task, config, world)
@@ -306,13 +308,12 @@ class TrainState:
         if task.val is not None and self.rank == 0:  # the others go on to the next epoch's first all-reduce
             with UsedRows.whole_table(self.words):
                 scores, thresholds, logits = validate(self.model, task, self.device, config)
-                weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            record |= {f"val_{k}": v for k, v in scores.items()}
-            value = scores[task.selection]
-            top = max([value] + [h[f"val_{task.selection}"] for h in self.history])  # the highest score so far
-            if within_noise(value, top, task.val.n_docs):
-                self.best = {"scores": scores, "thresholds": thresholds, "epoch": self.epoch, "logits": logits,
-                             "weights": weights}
+                record |= {f"val_{k}": v for k, v in scores.items()}
+                value = scores[task.selection]
+                top = max([value] + [h[f"val_{task.selection}"] for h in self.history])  # the highest score so far
+                if within_noise(value, top, task.val.n_docs):
+                    self.best = {"scores": scores, "thresholds": thresholds, "epoch": self.epoch, "logits": logits,
+                                 "weights": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
         if self.stopped:
             record["stopped"] = self.stopped
         self.history.append(record)
@@ -370,8 +371,8 @@ class TrainState:
             best = {k: v for k, v in self.best.items() if k not in ("weights", "logits")}
         state = {"step": self.step, "epoch": self.epoch, "position": self.position, "history": self.history,
                  "best": best, "elapsed": self.seconds(), "epoch_rng": self.epoch_rng, "optimizer": optimizer,
-                 "total_steps": self.total_steps,
-                 "stopped": self.stopped, "unused_rows_scale": self.words.scale if self.words else None}
+                 "total_steps": self.total_steps, "stopped": self.stopped,
+                 "unused_rows_scale": self.words.scale if self.words else None}
         return tensors, state
 
     def restore(self, found: tuple[dict, dict, Path], task: Task, config: TrainConfig) -> None:
@@ -387,7 +388,8 @@ class TrainState:
         if self.words is not None:
             self.words.scale = state["unused_rows_scale"]
         torch.set_rng_state(tensors["rng.torch"])
-        self.optimizer.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("optim.")}, state["optimizer"])
+        moments = {k[6:]: v for k, v in tensors.items() if k.startswith("optim.")}
+        self.optimizer.load_state_dict(moments, state["optimizer"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.history, self.elapsed, self.stopped = state["history"], state["elapsed"], state["stopped"]
         self.epoch_rng = state["epoch_rng"]
@@ -610,8 +612,9 @@ class AdamW:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            states = [self.moments.setdefault(index[id(p)], {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p),
-                                                             "step": torch.zeros((), device=p.device)}) for p in params]
+            states = [self.moments.setdefault(index[id(p)], {
+                "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p),
+                "step": torch.zeros((), device=p.device)}) for p in params]  # step: a float32 scalar, as the kernel wants
             adam(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
                  [], [s["step"] for s in states], fused=True, decoupled_weight_decay=True, amsgrad=False,
                  beta1=self.betas[0], beta2=self.betas[1], lr=group["lr"], weight_decay=group["weight_decay"],
@@ -656,8 +659,9 @@ class UsedRows:
         self.used = np.unique(np.concatenate([np.asarray(c, dtype=np.int64) for c in chunks] + [extra]))  # (U,) ids
         self.lookup = np.full(self.start.shape[0], -1, dtype=np.int64)  # (V,) id -> its row here; -1: unused
         self.lookup[self.used] = np.arange(len(self.used))
+        padding_row = None if padding is None else int(self.lookup[padding])
         self.rows = nn.Embedding.from_pretrained(self.start[torch.from_numpy(self.used)].clone(), freeze=False,
-                                                 padding_idx=None if padding is None else int(self.lookup[padding]))  # (U, H)
+                                                 padding_idx=padding_row)  # (U, H): what trains
         self.scale = 1.0  # what weight decay has left of the rows not used: the product of (1 - lr wd)
         model.encoder.set_input_embeddings(self.rows)
 
