@@ -360,7 +360,7 @@ class TrainState:
         import torch
 
         with UsedRows.whole_table(self.words):
-            tensors = {f"model.{k}": v.clone() for k, v in self.model.state_dict().items()}
+            tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors["rng.torch"] = torch.get_rng_state()
         moments, optimizer = self.optimizer.state_dict()
         tensors |= {f"optim.{key}": value for key, value in moments.items()}
@@ -591,7 +591,7 @@ class AdamW:
 
     def __init__(self, groups: list[dict], *, warmup: int, total: int, betas=(0.9, 0.999), eps: float = 1e-8):
         self.param_groups = [dict(g, peak_lr=g["lr"]) for g in groups]  # each: params, lr, weight_decay, peak_lr
-        self.params = [p for g in groups for p in g["params"]]
+        self.index = {id(p): i for i, p in enumerate(p for g in groups for p in g["params"])}  # param -> its number
         self.warmup, self.total, self.betas, self.eps, self.steps = warmup, total, betas, eps, 0
         self.moments = {}  # param index -> {"exp_avg", "exp_avg_sq", "step"}, made at the param's first step
         self._schedule()
@@ -607,12 +607,11 @@ class AdamW:
         import torch
         from torch.optim.adam import adam
 
-        index = {id(p): i for i, p in enumerate(self.params)}
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            states = [self.moments.setdefault(index[id(p)], {
+            states = [self.moments.setdefault(self.index[id(p)], {
                 "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p),
                 "step": torch.zeros((), device=p.device)}) for p in params]  # step: a float32 scalar, as the kernel wants
             adam(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
