@@ -57,9 +57,10 @@ lr = {name: group["peak_lr"] for group in state.optimizer.param_groups for p in 
       for name, q in state.model.named_parameters() if p is q}
 batches = state.epoch_batches(config)
 shares = [len(np.array_split(b, world)[rank]) for b in batches]
-print(json.dumps({"rank": rank, "wrapped": type(state.forward).__name__, "batches": len(batches), "shares": shares,
+sys.stdout.write(json.dumps({"rank": rank, "wrapped": type(state.forward).__name__, "batches": len(batches), "shares": shares,
                   "steps_per_epoch": state.steps_per_epoch, "lr_head": lr["head.weight"],
-                  "lr_embeddings": lr["encoder.embeddings.word_embeddings.weight"]}), flush=True)
+                  "lr_embeddings": lr["encoder.embeddings.word_embeddings.weight"]}) + "\\n")  # one write: the ranks' lines stay whole
+sys.stdout.flush()
 distributed.finish()
 '''
 
