@@ -621,10 +621,10 @@ class AdamW:
     def _moments_of(self, param) -> dict:
         """The parameter's moments, made (zeros) at its first step only: making them at every step and keeping the
         first (dict.setdefault) zero-filled twice the model's size per step, 17% of bf16 training time."""
-        import torch
-
         i = self.index[id(param)]
         if i not in self.moments:
+            import torch
+
             self.moments[i] = {"exp_avg": torch.zeros_like(param), "exp_avg_sq": torch.zeros_like(param),
                                "step": torch.zeros((), device=param.device)}  # step: a float32 scalar, as the kernel wants
         return self.moments[i]
