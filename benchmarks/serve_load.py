@@ -1,7 +1,7 @@
 """Serving under load: a real `finebert serve` process, 16 concurrent clients over loopback.
 
     python benchmarks/serve_load.py [--model DIR] [--requests 4000] [--clients 16] [--texts-per-request 1]
-                                    [--load python|wrk|both] [--seconds 20]
+                                    [--load python|wrk|both] [--seconds 20] [--workers N]
 
 Two load generators, one after the other against the same server:
 - python: threads with the standard library's keep-alive client; each sends its share of the requests one
@@ -9,7 +9,8 @@ Two load generators, one after the other against the same server:
   on the same 2 cores takes CPU from the server, so this reads low.
 - wrk: the native load generator (Debian: `apt-get install wrk`), one thread, the same number of keep-alive
   connections, for --seconds, POSTing the same sentences (a Lua script).
-Each prints texts/s, p50/p99 latency and the errors. Without --model a model is trained on 8,000 SST-2 rows first.
+Each prints texts/s, p50/p99 latency and the errors. The server runs its default number of worker
+processes (one per core) unless --workers says otherwise. Without --model a model is trained on 8,000 SST-2 rows first.
 """
 
 import argparse
@@ -39,6 +40,7 @@ def main():
     parser.add_argument("--engine", default="auto", help="the server's engine: auto (fastest validated), onnx-int8, ...")
     parser.add_argument("--load", choices=["python", "wrk", "both"], default="both")
     parser.add_argument("--seconds", type=int, default=20, help="how long wrk runs")
+    parser.add_argument("--workers", type=int, help="the server's worker processes (default: the server's own, one per core)")
     args = parser.parse_args()
     if args.load != "python" and shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk); or run with --load python")
@@ -49,7 +51,7 @@ def main():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([str(Path(sys.executable).parent / "finebert"), "serve", str(folder), "--port", str(port),
-                               "--engine", args.engine],
+                               "--engine", args.engine, *(["--workers", str(args.workers)] if args.workers else [])],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -60,7 +62,8 @@ def main():
             except httpx.TransportError:
                 time.sleep(0.25)
         engine = httpx.get(url + "/info").json()["engine"]
-        print(f"engine {engine}: {args.clients} concurrent clients, {args.texts_per_request} text(s) per request")
+        print(f"engine {engine}, workers {args.workers or 'default (one per core)'}: {args.clients} concurrent clients, "
+              f"{args.texts_per_request} text(s) per request")
         if args.load in ("python", "both"):
             python_clients(port, sentences, args)
         if args.load in ("wrk", "both"):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import cli
 
 KEY = {"X-API-Key": "test-key"}
 
@@ -98,6 +99,41 @@ def test_concurrent_requests_are_all_answered_correctly(server):
         assert got["text"] == reference["text"]
         for label, p in reference["probabilities"].items():
             assert abs(got["probabilities"][label] - p) < 0.05
+
+
+def test_workers_share_the_port_and_each_scores_with_its_own_model(exported):
+    """--workers 2: two processes with a model each (one core's threads each) both answer, and answer alike."""
+    import psutil
+
+    from finebert.inference import Classifier
+
+    proc, url = start_server(exported[0], "--workers", "2", "--engine", "onnx-fp32")
+    try:
+        workers = [p for p in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        busy_before = [sum(w.cpu_times()[:2]) for w in workers]
+        texts = [f"film number {i} was {'wonderful' if i % 2 else 'a dreadful bore'}" for i in range(160)]
+
+        def one(text):  # a new connection per request, so the kernel hands them out to both workers
+            return httpx.post(url + "/predict", json={"texts": [text]}).json()["predictions"][0]
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(one, texts))
+        busy = [sum(w.cpu_times()[:2]) - b for w, b in zip(workers, busy_before)]
+        assert min(busy) > 0.1, busy  # each worker scored some of them
+        alone = Classifier.load(exported[0], engine="onnx-fp32", threads=1)
+        for answer, probabilities in zip(answers, alone.predict_proba(texts)):
+            for label, p in zip(alone.labels, probabilities):
+                assert abs(answer["probabilities"][label] - p) < 1e-3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert not any(w.is_running() for w in workers)  # stopping the server stops its workers
+
+
+def test_workers_must_be_a_positive_count(exported):
+    code, _, err = cli("serve", exported[0], "--workers", "0")
+    assert code == 2 and "workers=0 is invalid" in err and "1 or more" in err
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

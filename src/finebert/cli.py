@@ -384,12 +384,14 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     api_key: Optional[str] = typer.Option(None, envvar="FINEBERT_API_KEY", help="Require this key in the X-API-Key header."),
     engine: str = Engine,
+    workers: Optional[int] = typer.Option(None, help="Server processes, each with its own copy of the model and "
+                                                     "a share of the cores. Default: one per core (at most 8)."),
 ):
     """Serve MODEL over HTTP: POST /predict, GET /health, GET /info, a web page at /."""
     from finebert.serving import serve as run
 
     typer.echo(f"serving {model} at http://{host}:{port}/ (API docs at /docs); Ctrl+C stops", err=True)
-    run(model, host=host, port=port, api_key=api_key, engine=engine)
+    run(model, host=host, port=port, api_key=api_key, engine=engine, workers=workers)
 
 
 def main() -> None:

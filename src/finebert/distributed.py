@@ -74,8 +74,9 @@ def launch(nproc: int, argv: list[str]) -> int:
     """Runs `finebert <argv>` as `nproc` local processes under torchrun; returns the exit code."""
     from torch.distributed.run import main as torchrun
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # the cores shared out, not oversubscribed
+    from finebert.engines import usable_cores
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // nproc)))  # the cores shared out, not oversubscribed
     try:
         torchrun(["--standalone", f"--nproc-per-node={nproc}", "-m", "finebert", *argv])
     except SystemExit as e:

@@ -18,16 +18,23 @@ from pathlib import Path
 import numpy as np
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class TorchEngine:
     """Runs the PyTorch model in fp32 under inference_mode."""
 
     name = "pytorch"
 
-    def __init__(self, model, device=None):
+    def __init__(self, model, device=None, threads: int | None = None):
         import torch
 
         from finebert.model import default_device
 
+        if threads:  # a server worker's share of the cores (None: PyTorch's default, every core)
+            torch.set_num_threads(threads)
         self.device = device or default_device()
         self.model = model.to(self.device).eval()
         self._torch = torch
@@ -50,12 +57,12 @@ class TorchEngine:
 class OnnxEngine:
     """Runs an exported ONNX model (fp32 or int8) in ONNX Runtime on the CPU; needs no torch."""
 
-    def __init__(self, path: Path, name: str):
+    def __init__(self, path: Path, name: str, threads: int | None = None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+        options.intra_op_num_threads = threads or usable_cores()
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]  # the exporter drops inputs a model ignores
         self.name = name

@@ -169,12 +169,14 @@ class Classifier:
             model.to(self.engine.device)
 
     @classmethod
-    def load(cls, folder: str | Path, *, engine: str = "auto", device=None, engine_file: Path | None = None) -> "Classifier":
+    def load(cls, folder: str | Path, *, engine: str = "auto", device=None, engine_file: Path | None = None,
+             threads: int | None = None) -> "Classifier":
         """Loads a model folder. engine: "auto" takes the fastest validated one (ONNX int8, then ONNX
-        fp32, see `finebert export`), else PyTorch; or name one of "pytorch", "onnx-fp32", "onnx-int8"."""
+        fp32, see `finebert export`), else PyTorch; or name one of "pytorch", "onnx-fp32", "onnx-int8".
+        threads: CPU threads the engine computes with (None: every core this process may use)."""
         info = model_folder.read_info(folder)
         folder = Path(folder)
-        runner = _make_engine(folder, info, engine, device, engine_file)
+        runner = _make_engine(folder, info, engine, device, engine_file, threads)
         return cls(runner, Tokenizer(folder, info.config.max_length), info, folder)
 
     def __repr__(self):
@@ -198,7 +200,7 @@ def _batch(texts, pairs, pair_model: bool):
     return single, texts, None if pairs is None else list(pairs)
 
 
-def _make_engine(folder: Path, info: ModelInfo, engine: str, device, engine_file: Path | None):
+def _make_engine(folder: Path, info: ModelInfo, engine: str, device, engine_file: Path | None, threads: int | None):
     if engine not in ENGINES:
         raise ConfigError(f"engine={engine!r} is invalid: use one of {', '.join(ENGINES)}")
     if engine == "auto":
@@ -208,13 +210,13 @@ def _make_engine(folder: Path, info: ModelInfo, engine: str, device, engine_file
     if engine == "pytorch":
         from finebert.model import load_model
 
-        return TorchEngine(load_model(folder, pooling=info.config.pooling), device)
+        return TorchEngine(load_model(folder, pooling=info.config.pooling), device, threads)
     if not onnx_available():
         raise MissingExtraError("onnxruntime", "onnx")
     path = engine_file or folder / ENGINE_FILES[engine]
     if not path.is_file():
         raise ModelError(f"{folder}: no {path.name}; create it with: finebert export {folder}")
-    return OnnxEngine(path, engine)
+    return OnnxEngine(path, engine, threads)
 
 
 def onnx_available() -> bool:
