@@ -261,6 +261,41 @@ def test_packed_batch_gives_each_text_the_logits_it_gets_alone(backbone, pooling
         assert torch.allclose(alone, together, atol=1e-5), (alone - together).abs().max()
 
 
+def test_cls_training_computes_the_last_layer_for_cls_alone_with_the_same_logits_and_gradients(backbone):
+    """In training, a "cls" model's last layer computes only the [CLS] states it reads (model.BertEncoder's
+    `only`): logits and every gradient equal the full computation's, for padded, packed and paired batches."""
+    import torch
+
+    from conftest import sst2_rows
+    from finebert.model import build_model
+    from finebert.tokenization import Tokenizer
+
+    tok = Tokenizer(backbone, 64)
+    rows = sst2_rows(24, split="dev")
+    single, pairs = tok.encode([t for t, _ in rows]), tok.encode([t for t, _ in rows[:12]], [t for t, _ in rows[12:]])
+    torch.manual_seed(0)
+    model = build_model(backbone, 3, pooling="cls", dropout=0.0)
+    target = torch.arange(24) % 3
+    calls = []
+    last = model.encoder.encoder["layer"][-1]
+    last.register_forward_hook(lambda module, args, out: calls.append(tuple(out.shape)))
+    for encoded in (single, pairs):
+        for batch in (tok.pad(list(encoded.ids), encoded.type_ids), tok.pack(list(encoded.ids), encoded.type_ids)):
+            batch = {k: torch.from_numpy(v) for k, v in batch.items()}
+            results = []
+            for training in (False, True):  # eval: every token's state, then [CLS] picked; train: [CLS] alone
+                model.train(training)
+                model.zero_grad()
+                logits = model(**batch)  # (B, 3)
+                torch.nn.functional.cross_entropy(logits, target[:len(logits)]).backward()
+                results.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+            (full, full_grads), (short, short_grads) = results
+            assert calls[-1] == (len(full), model.encoder.config.hidden_size)  # the last layer made B states only
+            assert torch.allclose(full, short, atol=1e-5), (full - short).abs().max()
+            for name, grad in full_grads.items():
+                assert torch.allclose(grad, short_grads[name], atol=1e-5, rtol=1e-4), name
+
+
 def test_pack_places_every_token_once_with_positions_from_zero(backbone):
     from conftest import sst2_rows
     from finebert.tokenization import Tokenizer
