@@ -275,7 +275,7 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, api_k
 
     workers: server processes on the one port, each with its own copy of the model and an equal share of the
     cores (None: one per core, at most MAX_AUTO_WORKERS). One Python process parses HTTP and JSON on one core
-    at a time; several keep every core busy (measured: 224 -> 309 texts/s on 2 cores, benchmarks/RESULTS.md).
+    at a time; several keep every core busy (measured: 1.29-1.36x the texts/s on 2 cores, benchmarks/RESULTS.md).
     """
     try:
         import uvicorn
