@@ -23,10 +23,9 @@ def cpu_description() -> str:
     bf16 = "yes" if flags & {"avx512_bf16", "amx_bf16"} else "no"
     vnni = "yes" if flags & {"avx512_vnni", "avx_vnni"} else "no"
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    import os
+    from finebert.engines import usable_cores
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"CPU: {model}, {cores} cores, {isa}, bf16 {bf16}, VNNI {vnni}"
+    return f"CPU: {model}, {usable_cores()} cores, {isa}, bf16 {bf16}, VNNI {vnni}"
 
 
 def read_tsv(path, rows=None):
