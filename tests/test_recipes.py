@@ -20,17 +20,21 @@ def test_the_recipe_follows_the_data_size_and_keeps_what_the_caller_set():
     assert small.fine_tuned_share == 0.7
     assert mid == TrainConfig(recipe="head-first", pooling="normalized-mean", head_init="fit")  # else the defaults
     assert choose_recipe(TrainConfig(), HEAD_FIRST_MAX_ROWS).recipe == "head-first"
-    assert large.recipe == "fine-tune" and large == TrainConfig(recipe="fine-tune")
+    # large data: the fine-tuning defaults, with twice the batch at 1.5x the learning rate (one epoch of SST-2)
+    assert large == TrainConfig(recipe="fine-tune", batch_size=64, learning_rate=3e-4)
+    assert choose_recipe(TrainConfig(batch_size=16), HEAD_FIRST_MAX_ROWS + 1).batch_size == 16  # a value set is kept
+    assert choose_recipe(TrainConfig(), HEAD_FIRST_MAX_ROWS + 1, given={"learning_rate"}).learning_rate == 2e-4
     # sentence pairs skip head-first (no gain on MRPC), and keep few-shot for small data
     pairs = TrainConfig(text_pair_column="sentence2")
-    assert choose_recipe(pairs, FEW_SHOT_MAX_ROWS + 1).recipe == "fine-tune"
+    assert choose_recipe(pairs, FEW_SHOT_MAX_ROWS + 1) == TrainConfig(text_pair_column="sentence2", recipe="fine-tune")
     assert choose_recipe(pairs, FEW_SHOT_MAX_ROWS).recipe == "few-shot"
     # so do multi-label data (their folders load in Hugging Face's auto classes, which need [CLS] pooling)
     assert choose_recipe(TrainConfig(), FEW_SHOT_MAX_ROWS + 1, multi_label=True).recipe == "fine-tune"
     # given values win, even one equal to TrainConfig's default (dropout 0)
     mine = choose_recipe(TrainConfig(learning_rate=3e-5, dropout=0.0), 40, given={"dropout"})
     assert mine.learning_rate == 3e-5 and mine.dropout == 0.0 and mine.epochs == small.epochs
-    assert choose_recipe(TrainConfig(recipe="fine-tune"), 40).pooling == "cls"  # asked for by name
+    by_name = choose_recipe(TrainConfig(recipe="fine-tune"), 40)  # asked for by name on small data: batches of 32
+    assert by_name.pooling == "cls" and by_name.batch_size == 32 and by_name.learning_rate == 2e-4
 
 
 @pytest.mark.parametrize("relative, rows, share, minimum, sampled", [

@@ -28,7 +28,7 @@ class TrainConfig:
     class_weights: str | dict | None = None  # None: every class alike; "auto": inverse class frequency; or {label: weight}
     recipe: str = "auto"  # "auto": chosen from the data size (few-shot, head-first, fine-tune); see training.RECIPE_SETTINGS
     epochs: float | None = None  # passes over the data; None: chosen from the data size (recipe_epochs), 1 for large data
-    batch_size: int = 32  # examples per optimizer step
+    batch_size: int = 32  # examples per optimizer step (64 over 10,000 rows: training.LARGE_DATA_SETTINGS)
     learning_rate: float = 2e-4  # peak AdamW learning rate (top layer and head), reached after warmup
     contrastive_pairs: int = 0  # >0: first, the encoder learns from this many same-label and as many other-label partners per training text (SetFit's contrastive stage; single-label)
     head_init: str = "random"  # "random": a fresh linear head; "fit": a logistic regression on the pooled vectors first (linear probe, then fine-tune)
