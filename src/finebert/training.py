@@ -69,8 +69,8 @@ RECIPE_SETTINGS = {
     "fine-tune": {},
 }
 # Fine-tuning over HEAD_FIRST_MAX_ROWS rows: twice the batch at 1.5x the learning rate. A step costs less per example:
-# one epoch of full SST-2 trained 1.4-1.6x as fast in bf16 and 1.23x in fp32 held to AVX2. Over three paired runs its
-# dev accuracy read 0.8 points lower on average, its 2,000-row holdout 0.17 higher. On mid-size data (4 epochs) one
+# one epoch of full SST-2 trained 1.4-1.6x as fast in bf16 and 1.23x in fp32 held to AVX2. Over four paired runs its
+# dev accuracy read 0.7 points lower on average, its 2,000-row holdout 0.17 higher. On mid-size data (4 epochs) one
 # seed each read AG News -0.5 and MRPC +1.5 points: too few runs to move that size, whose batches stay at 32
 # (benchmarks/RESULTS.md).
 LARGE_DATA_SETTINGS = dict(batch_size=64, learning_rate=3e-4)
