@@ -253,7 +253,7 @@ def test_packed_batch_gives_each_text_the_logits_it_gets_alone(backbone, pooling
     for encoded in (single, pairs):
         ids, types = list(encoded.ids), encoded.type_ids
         packed = tok.pack(ids, types)
-        assert packed["input_ids"].shape[0] < len(ids)  # fewer rows than texts: something was packed
+        assert max(len(set(row[row >= 0])) for row in packed["chunk_of_token"]) > 1  # a row holds several texts
         padded = {k: torch.from_numpy(v) for k, v in tok.pad(ids, types).items()}
         with torch.no_grad():
             alone = model(**padded)  # (B, 3)
@@ -298,13 +298,14 @@ def test_cls_training_computes_the_last_layer_for_cls_alone_with_the_same_logits
 
 def test_pack_places_every_token_once_with_positions_from_zero(backbone):
     from conftest import sst2_rows
-    from finebert.tokenization import Tokenizer
+    from finebert.tokenization import PACK_ROWS, PACK_WIDTH, Tokenizer
 
     tok = Tokenizer(backbone, 128)
     ids = list(tok.encode([t for t, _ in sst2_rows(32)]).ids)
     packed = tok.pack(ids)
-    width = max(len(s) for s in ids)
-    assert packed["input_ids"].shape[1] == width
+    rows, width = packed["input_ids"].shape
+    assert width % PACK_WIDTH == 0 and max(len(s) for s in ids) <= width < max(len(s) for s in ids) + PACK_WIDTH
+    assert rows % PACK_ROWS == 0
     flat_ids, flat_pos, chunk = (packed[k].reshape(-1) for k in ("input_ids", "position_ids", "chunk_of_token"))
     for i, seq in enumerate(ids):
         where = np.flatnonzero(chunk == i)
@@ -313,6 +314,19 @@ def test_pack_places_every_token_once_with_positions_from_zero(backbone):
         assert where[-1] - where[0] == len(seq) - 1 and where[0] // width == where[-1] // width
         assert packed["first_token"][i] == where[0] and flat_ids[where[0]] == tok.encode(["x"]).ids[0][0]  # [CLS]
     assert (chunk >= 0).sum() == sum(len(s) for s in ids)
+
+
+def test_packed_batches_come_in_few_shapes(backbone):
+    """bf16 kernels are compiled and cached per matrix shape: a new shape every step cost time and memory.
+    Batches of 64 random SST-2 sentences (1 to 60 tokens) share a handful of packed shapes."""
+    from conftest import sst2_rows
+    from finebert.tokenization import Tokenizer
+
+    tok = Tokenizer(backbone, 128)
+    ids = list(tok.encode([t for t, _ in sst2_rows(3200)]).ids)
+    order = np.random.default_rng(0).permutation(len(ids))
+    shapes = {tok.pack([ids[i] for i in order[start:start + 64]])["input_ids"].shape for start in range(0, 3200, 64)}
+    assert len(shapes) <= 4, sorted(shapes)  # 40 at exact sizes
 
 
 def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains():
