@@ -318,7 +318,7 @@ def test_pack_places_every_token_once_with_positions_from_zero(backbone):
 
 def test_packed_batches_come_in_few_shapes(backbone):
     """bf16 kernels are compiled and cached per matrix shape: a new shape every step cost time and memory.
-    Batches of 64 random SST-2 sentences (1 to 60 tokens) share a handful of packed shapes."""
+    Batches of 64 random SST-2 phrases of all lengths share a handful of packed shapes."""
     from conftest import sst2_rows
     from finebert.tokenization import Tokenizer
 

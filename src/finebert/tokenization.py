@@ -21,7 +21,7 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "spec
 LONG_TEXT = ("truncate", "head-tail", "window")
 # Packed batches come in few shapes: rows a multiple of PACK_WIDTH tokens wide (the longest text rounded up), their
 # number a multiple of PACK_ROWS. In bf16, oneDNN compiles and caches kernels for each new matrix shape: with a shape
-# per batch (181 in an epoch of full SST-2; 19 so), training spent time compiling and its memory grew step by step.
+# per batch (181 in an epoch of full SST-2; 19 with this rounding), training spent time compiling and its memory grew.
 # Full SST-2 at batch 64, bf16: 22-43% less time per step, peak RSS 2.70-2.96 -> 1.53-1.54 GB after 300-400 steps.
 # Wider rows also pack tighter (17% padding -> 11%): fp32 steps held to AVX2 4-5% faster (benchmarks/RESULTS.md).
 PACK_WIDTH, PACK_ROWS = 32, 2
