@@ -304,7 +304,8 @@ def test_pack_places_every_token_once_with_positions_from_zero(backbone):
     ids = list(tok.encode([t for t, _ in sst2_rows(32)]).ids)
     packed = tok.pack(ids)
     rows, width = packed["input_ids"].shape
-    assert width % PACK_WIDTH == 0 and max(len(s) for s in ids) <= width < max(len(s) for s in ids) + PACK_WIDTH
+    longest = max(len(s) for s in ids)
+    assert width % PACK_WIDTH == 0 and longest <= width < longest + PACK_WIDTH
     assert rows % PACK_ROWS == 0
     flat_ids, flat_pos, chunk = (packed[k].reshape(-1) for k in ("input_ids", "position_ids", "chunk_of_token"))
     for i, seq in enumerate(ids):

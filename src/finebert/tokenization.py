@@ -173,7 +173,7 @@ class Tokenizer:
         flattened (R*T) rows. The model lets each token attend only to its own chunk, so every chunk gets the
         states it would get alone in a padded row. T is the longest chunk rounded up to a multiple of PACK_WIDTH,
         R a multiple of PACK_ROWS (a last row may be all padding)."""
-        width = -(-max(len(s) for s in ids) // PACK_WIDTH) * PACK_WIDTH
+        width = _round_up(max(len(s) for s in ids), PACK_WIDTH)
         room: list[int] = []  # free places left in each row
         place = np.zeros((len(ids), 2), dtype=np.int64)  # (B, 2): row and first column of each chunk
         for i in sorted(range(len(ids)), key=lambda i: -len(ids[i])):
@@ -183,7 +183,7 @@ class Tokenizer:
                 room.append(width)
             place[i] = row, width - room[row]
             room[row] -= n
-        shape = (-(-len(room) // PACK_ROWS) * PACK_ROWS, width)
+        shape = (_round_up(len(room), PACK_ROWS), width)
         batch = {"input_ids": np.full(shape, self.pad_id, dtype=np.int64),  # (R, T)
                  "token_type_ids": np.zeros(shape, dtype=np.int64),  # (R, T)
                  "position_ids": np.zeros(shape, dtype=np.int64),  # (R, T)
@@ -220,6 +220,11 @@ class Tokenizer:
                 copied = copied or name == "tokenizer.json"
         if not copied:
             self._tok.save(str(folder / "tokenizer.json"))
+
+
+def _round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is at least n."""
+    return -(-n // multiple) * multiple
 
 
 def _read_json(path: Path) -> dict:
