@@ -22,6 +22,30 @@ def test_onnx_fp32_matches_pytorch_logits(exported):
     assert np.allclose(a, b, atol=1e-4), np.abs(a - b).max()
 
 
+def test_engines_keep_residual_add_and_layer_norm_apart(exported, tmp_path):
+    """ONNX Runtime's fused SkipLayerNormalization is slow on CPUs (engines.SLOW_FUSIONS): neither the
+    exported files nor the graph a session runs may hold it; a session left alone would fuse it."""
+    import onnx
+    import onnxruntime as ort
+
+    from finebert.engines import SLOW_FUSIONS
+
+    folder, _ = exported
+
+    def ops_run(path, disabled):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(tmp_path / f"run-{len(disabled)}-{path.name}")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+        return {node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node}
+
+    for name in ("model.onnx", "model.int8.onnx"):
+        saved = {node.op_type for node in onnx.load(folder / name).graph.node}
+        assert "LayerNormalization" in saved and "SkipLayerNormalization" not in saved, name
+        assert "SkipLayerNormalization" not in ops_run(folder / name, SLOW_FUSIONS), name
+        assert "SkipLayerNormalization" in ops_run(folder / name, []), name
+
+
 def test_int8_is_validated_recorded_and_chosen_by_default(exported):
     folder, info = exported
     engines = info.engines

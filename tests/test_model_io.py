@@ -117,3 +117,24 @@ for engine in ("pytorch", "onnx-fp32", "onnx-int8"):
     result = subprocess.run([sys.executable, "-c", code, str(exported[0])], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.split()) == 3
+
+
+def test_scoring_batches_group_texts_of_similar_length(trained):
+    """A batch is cut where a longer chunk would pad it by more than MAX_ADDED_PADDING tokens, so a server's
+    micro-batch of short and long texts is not padded to its longest; every chunk is scored exactly once,
+    with the logits it gets alone."""
+    from finebert.engines import MAX_ADDED_PADDING, length_batches, score
+
+    assert [list(b) for b in length_batches([40, 5, 41, 5, 6, 40], 32)] == [[1, 3, 4], [0, 5, 2]]
+    lengths = np.random.default_rng(0).integers(3, 70, size=500)
+    batches = length_batches(lengths, 16)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(500)) and max(map(len, batches)) == 16
+    for batch in batches:
+        steps = np.diff(lengths[batch])
+        assert (steps >= 0).all() and (np.arange(1, len(batch)) * steps <= MAX_ADDED_PADDING).all()
+
+    clf, _ = trained
+    texts = ["great", "a dull , lifeless and overlong mess of a film that never ends", "ok", "I loved it !"]
+    together = score(clf.engine, clf.tokenizer, clf.encode(texts), 32)
+    alone = np.concatenate([score(clf.engine, clf.tokenizer, clf.encode([t]), 32) for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)

@@ -5,8 +5,9 @@
     run_chunks(run, tokenizer, encoded, batch_size)   -> (n_chunks, D): run(batch) -> (B, D) over every chunk
     score(engine, tokenizer, encoded, batch_size)     -> (N, C) logits, one row per text (chunks pooled)
 
-Scoring is batched: chunks are sorted by length and each batch is padded only to its own longest
-chunk; results come back in the caller's order. Texts split into several chunks (`long_text="window"`)
+Scoring is batched: chunks are sorted by length, each batch is padded only to its own longest chunk,
+and a chunk that would pad its batch by more than a few tokens starts the next one (length_batches);
+results come back in the caller's order. Texts split into several chunks (`long_text="window"`)
 get the mean (or max) of their chunks' logits, in training and prediction alike (`pool_chunks`).
 """
 
@@ -54,6 +55,13 @@ class TorchEngine:
         return out.float().cpu().numpy()
 
 
+# ONNX Runtime's CPU kernel for the fused Add + LayerNormalization (SkipLayerNormalization) is a scalar
+# loop with a division per element: unfused, the two ops took 158 ms where it took 757 ms over 1,821
+# SST-2 texts, and int8 scoring ran 1.4-1.5x faster (RESULTS.md, issue 12). Export leaves them unfused
+# (export._optimize) and sessions must not fuse them back.
+SLOW_FUSIONS = ["SkipLayerNormFusion"]
+
+
 class OnnxEngine:
     """Runs an exported ONNX model (fp32 or int8) in ONNX Runtime on the CPU; needs no torch."""
 
@@ -63,7 +71,8 @@ class OnnxEngine:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or usable_cores()
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=SLOW_FUSIONS)
         self.inputs = [i.name for i in self.session.get_inputs()]  # the exporter drops inputs a model ignores
         self.name = name
 
@@ -86,12 +95,32 @@ def pool_chunks(logits, starts: np.ndarray, how: str = "mean"):
     return torch.segment_reduce(logits, how, lengths=torch.from_numpy(counts).to(logits.device), axis=0)
 
 
+# Padding costs as much as a real token, and a call costs about as much as a few tokens: a batch takes a
+# longer chunk only if padding the batch to it adds at most this many tokens. Micro-batches of 8 random
+# SST-2 sentences (onnx-int8, one thread) scored 252 texts/s as one padded call, 454-521 in such groups;
+# sorted bulk scoring is unchanged (RESULTS.md, issue 12).
+MAX_ADDED_PADDING = 8
+
+
+def length_batches(lengths, batch_size: int) -> list[np.ndarray]:
+    """Chunk indices in batches, shortest chunks first: at most `batch_size` per batch, and a new batch
+    wherever joining the last one would add more than MAX_ADDED_PADDING padding tokens to it."""
+    lengths = np.asarray(lengths)
+    order = np.argsort(lengths, kind="stable")
+    batches, start = [], 0
+    for k in range(1, len(order) + 1):
+        # chunk k joining would pad each of the k - start chunks before it by the difference in length
+        if (k == len(order) or k - start == batch_size
+                or (k - start) * (lengths[order[k]] - lengths[order[k - 1]]) > MAX_ADDED_PADDING):
+            batches.append(order[start:k])
+            start = k
+    return batches
+
+
 def run_chunks(run, tokenizer, encoded, batch_size: int) -> np.ndarray:
     """(n_chunks, D): `run(batch)` -> (B, D) over every chunk of an `Encoded`, in input order."""
-    order = np.argsort([len(c) for c in encoded.ids], kind="stable")
     out = None
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in length_batches([len(c) for c in encoded.ids], batch_size):
         type_ids = None if encoded.type_ids is None else [encoded.type_ids[i] for i in idx]
         values = run(tokenizer.pad([encoded.ids[i] for i in idx], type_ids))  # (b, D)
         if out is None:

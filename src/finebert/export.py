@@ -1,6 +1,7 @@
 """Stage 7, export: ONNX Runtime engines for fast CPU inference, validated against PyTorch.
 
-    model.onnx        fp32, ONNX Runtime's BERT graph optimizations (fused attention, LayerNorm, GELU)
+    model.onnx        fp32, ONNX Runtime's BERT graph optimizations (fused attention, GELU; residual
+                      Add and LayerNorm left apart: engines.SLOW_FUSIONS)
     model.int8.onnx   the same with dynamically quantized int8 weights
 
 int8 models can collapse in accuracy (onnxruntime issue 9599), so each engine is scored on labelled
@@ -126,12 +127,15 @@ def _to_onnx(folder: Path, info, path: Path) -> None:
 
 
 def _optimize(source: Path, target: Path, config) -> None:
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     model_type = "bert" if config.model_type == "bert" else config.model_type
     try:
+        options = FusionOptions(model_type)
+        options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = False  # slow on CPU: engines.SLOW_FUSIONS
         optimized = optimize_model(str(source), model_type=model_type, num_heads=config.num_attention_heads,
-                                   hidden_size=config.hidden_size)
+                                   hidden_size=config.hidden_size, optimization_options=options)
     except (KeyError, AttributeError):  # a family ONNX Runtime's optimizer does not know: plain graph
         source.replace(target)
         return
