@@ -5,7 +5,8 @@
 Texts: the 872 SST-2 dev sentences plus 949 full sentences (8+ words) from the end of SST-2 train,
 1,821 texts of varied length. Each engine scores all of them after a warm-up; texts/s, the ratio
 to pipeline(batch_size=32), accuracy on dev, and single-text latency (p50/p99 of a 20-word
-sentence, in process) are printed. Without --model a model is trained on 8,000 SST-2 rows first.
+sentence, in process) are printed. Every side is timed the same way: the best of REPEATS passes over
+all the texts, after the same warm-up. Without --model a model is trained on 8,000 SST-2 rows first.
 """
 
 import argparse
@@ -14,8 +15,9 @@ import time
 
 import numpy as np
 
-from common import SST2, read_tsv, sst2_model
+from common import SST2, cpu_description, read_tsv, sst2_model
 
+REPEATS = 3
 SENTENCE = "The film starts slowly but the acting is superb and by the end I was completely won over by it"  # 20 words
 
 
@@ -25,7 +27,7 @@ def texts_and_labels():
     return [t for t, _ in dev] + extra, np.array([y for _, y in dev])
 
 
-def timed(fn, texts, repeats=1):
+def timed(fn, texts, repeats=REPEATS):
     fn(texts[:64])  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -71,13 +73,14 @@ def main():
 
     for engine in ("pytorch", "onnx-fp32", "onnx-int8"):
         clf = Classifier.load(folder, engine=engine)
-        probs, seconds = timed(clf.predict_proba, texts, repeats=3)
+        probs, seconds = timed(clf.predict_proba, texts)
         accuracy = np.mean(probs[:n_dev].argmax(1) == dev_y)
         rows.append((f"finebert {engine}", len(texts) / seconds, accuracy, latency(clf.predict_proba)))
 
     reference = rows[1][1]
     torch_accuracy = rows[2][2]
-    print(f"{len(texts)} texts, accuracy on the {n_dev} dev sentences; model {folder}")
+    print(cpu_description())
+    print(f"{len(texts)} texts, accuracy on the {n_dev} dev sentences; model {folder}; best of {REPEATS} passes each")
     print(f"{'engine':34s} {'texts/s':>8s} {'vs pipe32':>9s} {'accuracy':>8s} {'vs torch':>8s} {'p50 ms':>7s} {'p99 ms':>7s}")
     for name, speed, accuracy, lat in rows:
         lat_text = f"{lat[0]:7.2f} {lat[1]:7.2f}" if lat else f"{'-':>7s} {'-':>7s}"
