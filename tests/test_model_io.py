@@ -119,21 +119,23 @@ for engine in ("pytorch", "onnx-fp32", "onnx-int8"):
     assert len(result.stdout.split()) == 3
 
 
-def test_scoring_batches_group_texts_of_similar_length(trained):
-    """A batch is cut where a longer chunk would pad it by more than MAX_ADDED_PADDING tokens, so a server's
-    micro-batch of short and long texts is not padded to its longest; every chunk is scored exactly once,
-    with the logits it gets alone."""
-    from finebert.engines import MAX_ADDED_PADDING, length_batches, score
+def test_scoring_batches_group_texts_of_similar_length(exported):
+    """ONNX engines cut a batch where a longer chunk would pad it by more than max_added_padding tokens, so a
+    server's micro-batch of short and long texts is not padded to its longest; every chunk is scored
+    exactly once, with the logits it gets alone. PyTorch batches are only filled."""
+    from finebert.engines import OnnxEngine, TorchEngine, length_batches, score
 
-    assert [list(b) for b in length_batches([40, 5, 41, 5, 6, 40], 32)] == [[1, 3, 4], [0, 5, 2]]
+    limit = OnnxEngine.max_added_padding
+    assert [list(b) for b in length_batches([40, 5, 41, 5, 6, 40], 32, limit)] == [[1, 3, 4], [0, 5, 2]]
+    assert [list(b) for b in length_batches([40, 5, 41, 5, 6, 40], 4, TorchEngine.max_added_padding)] == [[1, 3, 4, 0], [5, 2]]
     lengths = np.random.default_rng(0).integers(3, 70, size=500)
-    batches = length_batches(lengths, 16)
+    batches = length_batches(lengths, 16, limit)
     assert sorted(np.concatenate(batches).tolist()) == list(range(500)) and max(map(len, batches)) == 16
     for batch in batches:
         steps = np.diff(lengths[batch])
-        assert (steps >= 0).all() and (np.arange(1, len(batch)) * steps <= MAX_ADDED_PADDING).all()
+        assert (steps >= 0).all() and (np.arange(1, len(batch)) * steps <= limit).all()
 
-    clf, _ = trained
+    clf = Classifier.load(exported[0], engine="onnx-fp32")
     texts = ["great", "a dull , lifeless and overlong mess of a film that never ends", "ok", "I loved it !"]
     together = score(clf.engine, clf.tokenizer, clf.encode(texts), 32)
     alone = np.concatenate([score(clf.engine, clf.tokenizer, clf.encode([t]), 32) for t in texts])

@@ -6,7 +6,8 @@
     score(engine, tokenizer, encoded, batch_size)     -> (N, C) logits, one row per text (chunks pooled)
 
 Scoring is batched: chunks are sorted by length, each batch is padded only to its own longest chunk,
-and a chunk that would pad its batch by more than a few tokens starts the next one (length_batches);
+and in ONNX Runtime a chunk that would pad its batch by more than a few tokens starts the next one
+(length_batches);
 results come back in the caller's order. Texts split into several chunks (`long_text="window"`)
 get the mean (or max) of their chunks' logits, in training and prediction alike (`pool_chunks`).
 """
@@ -28,6 +29,9 @@ class TorchEngine:
     """Runs the PyTorch model in fp32 under inference_mode."""
 
     name = "pytorch"
+    # Batches are only filled (length_batches): a PyTorch call costs more, and under bf16 autocast (training's
+    # head fit) cutting at length steps was 3-5% slower (7,500 SST-2 phrases: 11.65-11.69 s against 11.08-11.32 s).
+    max_added_padding = None
 
     def __init__(self, model, device=None, threads: int | None = None):
         import torch
@@ -65,6 +69,12 @@ SLOW_FUSIONS = ["SkipLayerNormFusion"]
 class OnnxEngine:
     """Runs an exported ONNX model (fp32 or int8) in ONNX Runtime on the CPU; needs no torch."""
 
+    # A padded token costs as much as a real one, and a call about as much as a few tokens: a batch takes
+    # a longer chunk only if padding the batch to it adds at most this many tokens (length_batches). Micro-
+    # batches of 8 random SST-2 sentences (int8, one thread) scored 197-205 texts/s as one padded call,
+    # 339-419 in such groups; sorted bulk scoring is unchanged (RESULTS.md, issue 12).
+    max_added_padding = 8
+
     def __init__(self, path: Path, name: str, threads: int | None = None):
         import onnxruntime as ort
 
@@ -95,32 +105,25 @@ def pool_chunks(logits, starts: np.ndarray, how: str = "mean"):
     return torch.segment_reduce(logits, how, lengths=torch.from_numpy(counts).to(logits.device), axis=0)
 
 
-# Padding costs as much as a real token, and a call costs about as much as a few tokens: a batch takes a
-# longer chunk only if padding the batch to it adds at most this many tokens. Micro-batches of 8 random
-# SST-2 sentences (onnx-int8, one thread) scored 252 texts/s as one padded call, 454-521 in such groups;
-# sorted bulk scoring is unchanged (RESULTS.md, issue 12).
-MAX_ADDED_PADDING = 8
-
-
-def length_batches(lengths, batch_size: int) -> list[np.ndarray]:
-    """Chunk indices in batches, shortest chunks first: at most `batch_size` per batch, and a new batch
-    wherever joining the last one would add more than MAX_ADDED_PADDING padding tokens to it."""
+def length_batches(lengths, batch_size: int, max_added_padding: int | None = None) -> list[np.ndarray]:
+    """Chunk indices in batches, shortest chunks first: at most `batch_size` per batch, and (given
+    `max_added_padding`) a new batch wherever joining the last one would add more padding tokens to it."""
     lengths = np.asarray(lengths)
     order = np.argsort(lengths, kind="stable")
     batches, start = [], 0
     for k in range(1, len(order) + 1):
         # chunk k joining would pad each of the k - start chunks before it by the difference in length
-        if (k == len(order) or k - start == batch_size
-                or (k - start) * (lengths[order[k]] - lengths[order[k - 1]]) > MAX_ADDED_PADDING):
+        if (k == len(order) or k - start == batch_size or (max_added_padding is not None and
+                                                           (k - start) * (lengths[order[k]] - lengths[order[k - 1]]) > max_added_padding)):
             batches.append(order[start:k])
             start = k
     return batches
 
 
-def run_chunks(run, tokenizer, encoded, batch_size: int) -> np.ndarray:
+def run_chunks(run, tokenizer, encoded, batch_size: int, max_added_padding: int | None = None) -> np.ndarray:
     """(n_chunks, D): `run(batch)` -> (B, D) over every chunk of an `Encoded`, in input order."""
     out = None
-    for idx in length_batches([len(c) for c in encoded.ids], batch_size):
+    for idx in length_batches([len(c) for c in encoded.ids], batch_size, max_added_padding):
         type_ids = None if encoded.type_ids is None else [encoded.type_ids[i] for i in idx]
         values = run(tokenizer.pad([encoded.ids[i] for i in idx], type_ids))  # (b, D)
         if out is None:
@@ -133,4 +136,5 @@ def score(engine, tokenizer, encoded, batch_size: int, chunk_pooling: str = "mea
     """Logits (N, C) for an `Encoded` batch of N texts, in input order."""
     if encoded.n_docs == 0:
         return np.zeros((0, 0), dtype=np.float32)
-    return pool_chunks(run_chunks(engine.logits, tokenizer, encoded, batch_size), encoded.starts, chunk_pooling)
+    chunks = run_chunks(engine.logits, tokenizer, encoded, batch_size, engine.max_added_padding)
+    return pool_chunks(chunks, encoded.starts, chunk_pooling)
