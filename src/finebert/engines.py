@@ -2,13 +2,13 @@
 
     engine.logits(batch)                              batch: input_ids, attention_mask, token_type_ids (B, T)
                                                       -> (B, C) logits, one row per chunk
+    length_batches(lengths, batch_size, max_added_padding)   -> chunk indices, batch by batch
     run_chunks(run, tokenizer, encoded, batch_size)   -> (n_chunks, D): run(batch) -> (B, D) over every chunk
     score(engine, tokenizer, encoded, batch_size)     -> (N, C) logits, one row per text (chunks pooled)
 
 Scoring is batched: chunks are sorted by length, each batch is padded only to its own longest chunk,
 and in ONNX Runtime a chunk that would pad its batch by more than a few tokens starts the next one
-(length_batches);
-results come back in the caller's order. Texts split into several chunks (`long_text="window"`)
+(length_batches); results come back in the caller's order. Texts split into several chunks (`long_text="window"`)
 get the mean (or max) of their chunks' logits, in training and prediction alike (`pool_chunks`).
 """
 
@@ -112,9 +112,10 @@ def length_batches(lengths, batch_size: int, max_added_padding: int | None = Non
     order = np.argsort(lengths, kind="stable")
     batches, start = [], 0
     for k in range(1, len(order) + 1):
+        full = k == len(order) or k - start == batch_size
         # chunk k joining would pad each of the k - start chunks before it by the difference in length
-        if (k == len(order) or k - start == batch_size or (max_added_padding is not None and
-                                                           (k - start) * (lengths[order[k]] - lengths[order[k - 1]]) > max_added_padding)):
+        padding = 0 if full else (k - start) * (lengths[order[k]] - lengths[order[k - 1]])
+        if full or (max_added_padding is not None and padding > max_added_padding):
             batches.append(order[start:k])
             start = k
     return batches
