@@ -2,6 +2,7 @@
 
     engine.logits(batch)                              batch: input_ids, attention_mask, token_type_ids (B, T)
                                                       -> (B, C) logits, one row per chunk
+    engine.name, engine.max_added_padding             its name; the padding a batch may gain before it is cut
     length_batches(lengths, batch_size, max_added_padding)   -> chunk indices, batch by batch
     run_chunks(run, tokenizer, encoded, batch_size)   -> (n_chunks, D): run(batch) -> (B, D) over every chunk
     score(engine, tokenizer, encoded, batch_size)     -> (N, C) logits, one row per text (chunks pooled)
