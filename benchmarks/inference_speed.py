@@ -27,10 +27,10 @@ def texts_and_labels():
     return [t for t, _ in dev] + extra, np.array([y for _, y in dev])
 
 
-def timed(fn, texts, repeats=REPEATS):
+def timed(fn, texts):
     fn(texts[:64])  # warm-up
     best = float("inf")
-    for _ in range(repeats):
+    for _ in range(REPEATS):
         start = time.perf_counter()
         out = fn(texts)
         best = min(best, time.perf_counter() - start)
