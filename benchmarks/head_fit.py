@@ -27,7 +27,7 @@ def main():
 
     from finebert.config import TrainConfig, resolve_backbone
     from finebert.data import read_dataset, validation_split
-    from finebert.engines import TorchEngine, run_chunks
+    from finebert.engines import TorchEngine, length_batches, run_chunks
     from finebert.labels import LabelSpace
     from finebert.model import bf16_supported, build_model
     from finebert.tokenization import Tokenizer
@@ -48,7 +48,8 @@ def main():
     for precision in ("fp32", "bf16") if bf16_supported(torch.device("cpu")) else ("fp32",):
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            features[precision] = run_chunks(TorchEngine(model).embeddings, tokenizer, encoded, config.eval_batch_size)  # (N, H)
+            features[precision] = run_chunks(TorchEngine(model).embeddings, tokenizer, encoded,
+                                             length_batches([len(c) for c in encoded.ids], config.eval_batch_size))  # (N, H)
         print(f"embedding every row, {precision}: {time.perf_counter() - start:.1f} s", flush=True)
     for precision, x in features.items():
         for n in sorted({500, 1000, 2000, 3000, 5000, len(train)} & set(range(len(train) + 1))):

@@ -122,7 +122,8 @@ for engine in ("pytorch", "onnx-fp32", "onnx-int8"):
 def test_scoring_batches_group_texts_of_similar_length(exported):
     """ONNX engines cut a batch where a longer chunk would pad it by more than max_added_padding tokens, so a
     server's micro-batch of short and long texts is not padded to its longest; every chunk is scored
-    exactly once, with the logits it gets alone. PyTorch batches are only filled."""
+    exactly once, with the logits it gets alone, whether batches run one after another or several at once, a
+    thread each. PyTorch batches are only filled."""
     from finebert.engines import OnnxEngine, TorchEngine, length_batches, score
 
     limit = OnnxEngine.max_added_padding
@@ -135,8 +136,13 @@ def test_scoring_batches_group_texts_of_similar_length(exported):
         steps = np.diff(lengths[batch])
         assert (steps >= 0).all() and (np.arange(1, len(batch)) * steps <= limit).all()
 
-    clf = Classifier.load(exported[0], engine="onnx-fp32")
+    clf = Classifier.load(exported[0], engine="onnx-fp32", threads=2)
     texts = ["great", "a dull , lifeless and overlong mess of a film that never ends", "ok", "I loved it !"]
-    together = score(clf.engine, clf.tokenizer, clf.encode(texts), 32)
     alone = np.concatenate([score(clf.engine, clf.tokenizer, clf.encode([t]), 32) for t in texts])
+    assert clf.engine._one_thread is None  # one batch at a time: the session of every thread
+    together = score(clf.engine, clf.tokenizer, clf.encode(texts), 32)  # two batches, one per thread at once
+    assert clf.engine._one_thread is not None
     assert np.allclose(together, alone, atol=1e-5)
+    one_by_one = Classifier.load(exported[0], engine="onnx-fp32", threads=1)
+    assert np.allclose(score(one_by_one.engine, clf.tokenizer, clf.encode(texts * 50), 8), np.tile(together, (50, 1)), atol=1e-5)
+    assert one_by_one.engine._one_thread is None

@@ -110,6 +110,30 @@ def test_torn_checkpoint_is_skipped_for_the_one_before(data, settings, uninterru
     assert_same_model(uninterrupted, out)
 
 
+def test_death_between_an_epochs_last_step_and_its_record_resumes_to_the_same_model(data, settings, uninterrupted,
+                                                                                  tmp_path, monkeypatch):
+    """The checkpoint after an epoch's last step is saved before the epoch is validated and recorded: a run that
+    dies there resumes with no step left in that epoch, and still records the loss its last step had."""
+    from finebert.training import TrainState
+
+    out = tmp_path / "model"
+    record = TrainState.end_epoch
+
+    def dies_validating(self, *args):
+        monkeypatch.setattr(TrainState, "end_epoch", record)  # the resumed run records as usual
+        raise RuntimeError("killed while validating")
+
+    monkeypatch.setattr(TrainState, "end_epoch", dies_validating)
+    with pytest.raises(RuntimeError, match="killed while validating"):  # BASE's settings, a checkpoint every step
+        cli("train", data, "--output", out, *settings, "--checkpoint-minutes", "0")
+    newest = json.loads(sorted((out / "checkpoints").glob("step-*"))[-1].joinpath("state.json").read_text())
+    assert newest["history"] == [] and newest["position"] == newest["step"] > 0  # all of epoch 1, unrecorded
+
+    result = cli("train", data, "--output", out, *settings, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert_same_model(uninterrupted, out)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(data, settings, tmp_path):
     out = tmp_path / "model"
     proc = start(data, out, settings, "--checkpoint-minutes", "0.005")

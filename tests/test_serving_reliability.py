@@ -118,6 +118,7 @@ def test_clients_that_disconnect_mid_request_do_not_hurt_the_server(server):
 class Failing:
     name = "failing"
     max_added_padding = None
+    workers = 1
 
     def logits(self, batch):
         raise RuntimeError("out of memory in the engine")
@@ -126,6 +127,7 @@ class Failing:
 class Hanging:
     name = "hanging"
     max_added_padding = None
+    workers = 1
 
     def logits(self, batch):
         time.sleep(3)

@@ -3,19 +3,23 @@
     engine.logits(batch)                              batch: input_ids, attention_mask, token_type_ids (B, T)
                                                       -> (B, C) logits, one row per chunk
     engine.name, engine.max_added_padding             its name; the padding a batch may gain before it is cut
+    engine.workers                                    batches it scores at once, one per thread (1: one at a
+                                                      time; more: engine.one_thread_logits() runs them)
     length_batches(lengths, batch_size, max_added_padding)   -> chunk indices, batch by batch
-    run_chunks(run, tokenizer, encoded, batch_size)   -> (n_chunks, D): run(batch) -> (B, D) over every chunk
+    run_chunks(run, tokenizer, encoded, batches)      -> (n_chunks, D): run(batch) -> (B, D) over every chunk
     score(engine, tokenizer, encoded, batch_size)     -> (N, C) logits, one row per text (chunks pooled)
 
 Scoring is batched: chunks are sorted by length, each batch is padded only to its own longest chunk,
 and in ONNX Runtime a chunk that would pad its batch by more than a few tokens starts the next one
-(length_batches); results come back in the caller's order. Texts split into several chunks (`long_text="window"`)
+(length_batches); results come back in the caller's order. ONNX Runtime scores several batches at
+once, each on a thread of its own; a single batch gets every thread. Texts split into several chunks (`long_text="window"`)
 get the mean (or max) of their chunks' logits, in training and prediction alike (`pool_chunks`).
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +37,7 @@ class TorchEngine:
     # Batches are only filled (length_batches): a PyTorch call costs more, and under bf16 autocast (training's
     # head fit) cutting at length steps was 3-5% slower (7,500 SST-2 phrases: 11.65-11.69 s against 11.08-11.32 s).
     max_added_padding = None
+    workers = 1  # one batch at a time, every thread on each of its operations
 
     def __init__(self, model, device=None, threads: int | None = None):
         import torch
@@ -77,18 +82,36 @@ class OnnxEngine:
     max_added_padding = 8
 
     def __init__(self, path: Path, name: str, threads: int | None = None):
+        self.path, self.name = path, name
+        # Several batches run faster one per thread than one after another on every thread: ONNX Runtime
+        # leaves many small operations on one thread and synchronises the threads at each operation. Bulk
+        # scoring (1,821 SST-2 texts, 2 threads, the same batches, interleaved) ran 1.07-1.31x faster in int8
+        # and 1.05-1.12x in fp32. A single batch (one text: a request, `finebert predict "..."`) still gets
+        # every thread: one-thread sessions took 1.6-1.8x as long on one 100-token text (RESULTS.md, issue 12).
+        self.workers = threads or usable_cores()
+        self.session = self._open(self.workers)
+        self._one_thread = None  # opened on first use: +29 MB (int8), +86 MB (fp32) for the benchmark model
+        self.inputs = [i.name for i in self.session.get_inputs()]  # the exporter drops inputs a model ignores
+
+    def _open(self, threads: int):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or usable_cores()
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
-                                            disabled_optimizers=SLOW_FUSIONS)
-        self.inputs = [i.name for i in self.session.get_inputs()]  # the exporter drops inputs a model ignores
-        self.name = name
+        options.intra_op_num_threads = threads
+        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=SLOW_FUSIONS)
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, C): one batch, every thread on each of its operations."""
         return self.session.run(["logits"], {name: batch[name] for name in self.inputs})[0]
+
+    def one_thread_logits(self):
+        """A function batch -> (B, C) logits that computes on one thread, for `workers` threads to call at once."""
+        if self._one_thread is None:
+            self._one_thread = self._open(1)
+        session = self._one_thread
+        return lambda batch: session.run(["logits"], {name: batch[name] for name in self.inputs})[0]
 
 
 def pool_chunks(logits, starts: np.ndarray, how: str = "mean"):
@@ -122,15 +145,19 @@ def length_batches(lengths, batch_size: int, max_added_padding: int | None = Non
     return batches
 
 
-def run_chunks(run, tokenizer, encoded, batch_size: int, max_added_padding: int | None = None) -> np.ndarray:
-    """(n_chunks, D): `run(batch)` -> (B, D) over every chunk of an `Encoded`, in input order."""
-    out = None
-    for idx in length_batches([len(c) for c in encoded.ids], batch_size, max_added_padding):
+def run_chunks(run, tokenizer, encoded, batches: list[np.ndarray], workers: int = 1) -> np.ndarray:
+    """(n_chunks, D): `run(batch)` -> (B, D) over every chunk of an `Encoded`, batch by batch (`batches`: chunk
+    indices, from length_batches), in input order. With workers > 1, `run` is called from that many threads at once."""
+    def padded_run(idx):
         type_ids = None if encoded.type_ids is None else [encoded.type_ids[i] for i in idx]
-        values = run(tokenizer.pad([encoded.ids[i] for i in idx], type_ids))  # (b, D)
-        if out is None:
-            out = np.empty((len(encoded.ids), values.shape[1]), dtype=np.float32)
-        out[idx] = values
+        return run(tokenizer.pad([encoded.ids[i] for i in idx], type_ids))  # (b, D)
+
+    out = None
+    with ThreadPoolExecutor(workers) as pool:
+        for idx, values in zip(batches, pool.map(padded_run, batches) if workers > 1 else map(padded_run, batches)):
+            if out is None:
+                out = np.empty((len(encoded.ids), values.shape[1]), dtype=np.float32)
+            out[idx] = values
     return out
 
 
@@ -138,5 +165,9 @@ def score(engine, tokenizer, encoded, batch_size: int, chunk_pooling: str = "mea
     """Logits (N, C) for an `Encoded` batch of N texts, in input order."""
     if encoded.n_docs == 0:
         return np.zeros((0, 0), dtype=np.float32)
-    chunks = run_chunks(engine.logits, tokenizer, encoded, batch_size, engine.max_added_padding)
+    batches = length_batches([len(c) for c in encoded.ids], batch_size, engine.max_added_padding)
+    if engine.workers > 1 and len(batches) > 1:  # one batch per thread, several at once (OnnxEngine)
+        chunks = run_chunks(engine.one_thread_logits(), tokenizer, encoded, batches, engine.workers)
+    else:
+        chunks = run_chunks(engine.logits, tokenizer, encoded, batches)
     return pool_chunks(chunks, encoded.starts, chunk_pooling)

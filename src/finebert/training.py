@@ -31,7 +31,7 @@ from finebert import checkpoints, distributed
 from finebert.calibration import calibrate
 from finebert.config import TrainConfig, resolve_backbone
 from finebert.data import SAMPLE_LABEL_NAMES, Dataset, read_dataset, sample_dataset, validation_split
-from finebert.engines import TorchEngine, pool_chunks, run_chunks, score
+from finebert.engines import TorchEngine, length_batches, pool_chunks, run_chunks, score
 from finebert.errors import ConfigError, Interrupted, ModelError
 from finebert.evaluation import metrics, score_logits
 from finebert.labels import LabelSpace
@@ -192,6 +192,7 @@ class TrainState:
         self.step = 0  # optimizer steps done
         self.epoch = 0  # the current epoch, from 1
         self.position = 0  # batches of the current epoch done
+        self.last_loss = float("nan")  # the last step's loss, which the epoch's record shows
         self.history: list[dict] = []  # one record per finished epoch
         self.best: dict | None = None  # {"scores", "thresholds", "epoch", "logits", "weights"} of the epoch kept so far (within_noise)
         self.elapsed = 0.0  # seconds of training, over every session of this run
@@ -250,10 +251,9 @@ class TrainState:
             self.epoch_rng = self.rng.bit_generator.state
         batches = self.epoch_batches(config)
         last = min(len(batches), self.position + self.total_steps - self.step)
-        loss = float("nan")
         while self.position < last:
             batch = batches[self.position]
-            loss = self.train_step(task, np.array_split(batch, self.world)[self.rank], config)
+            self.last_loss = loss = self.train_step(task, np.array_split(batch, self.world)[self.rank], config)
             self.position += 1
             self.step += 1
             bar.update(len(batch))
@@ -270,7 +270,7 @@ class TrainState:
                 save()
         if self.interrupted and not self.stopped and self.position < last:
             return  # mid-epoch: the checkpoint resumes here
-        self.end_epoch(task, config, loss)
+        self.end_epoch(task, config, self.last_loss)  # a run resumed after the epoch's last step takes none here
         if save and not self.finished:
             save()
 
@@ -375,7 +375,8 @@ class TrainState:
             tensors |= {f"best.{k}": v for k, v in self.best["weights"].items()}
             tensors["val_logits"] = torch.from_numpy(np.ascontiguousarray(self.best["logits"]))
             best = {k: v for k, v in self.best.items() if k not in ("weights", "logits")}
-        state = {"step": self.step, "epoch": self.epoch, "position": self.position, "history": self.history,
+        state = {"step": self.step, "epoch": self.epoch, "position": self.position, "last_loss": self.last_loss,
+                 "history": self.history,
                  "best": best, "elapsed": self.seconds(), "epoch_rng": self.epoch_rng, "optimizer": optimizer,
                  "total_steps": self.total_steps, "stopped": self.stopped,
                  "unused_rows_scale": self.words.scale if self.words else None}
@@ -397,6 +398,7 @@ class TrainState:
         moments = {k[6:]: v for k, v in tensors.items() if k.startswith("optim.")}
         self.optimizer.load_state_dict(moments, state["optimizer"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.last_loss = state.get("last_loss", float("nan"))  # checkpoints written before it was kept have none
         self.history, self.elapsed, self.stopped = state["history"], state["elapsed"], state["stopped"]
         self.epoch_rng = state["epoch_rng"]
         self.rng.bit_generator.state = self.epoch_rng
@@ -794,7 +796,7 @@ def fit_head(model, task: Task, device, config: TrainConfig, use_bf16: bool = Fa
                      [chunks.type_ids[i] for i in picked], np.arange(len(picked) + 1))  # each chunk a text of its own
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         features = run_chunks(TorchEngine(model, device).embeddings, task.tokenizer, sample,
-                              config.eval_batch_size)  # (picked, H)
+                              length_batches([len(c) for c in sample.ids], config.eval_batch_size))  # (picked, H)
     targets = task.space.one_hot(task.y)[doc[picked]]  # (picked, C)
     weight = np.zeros((len(task.space), features.shape[1]), dtype=np.float32)  # (C, H)
     bias = np.zeros(len(task.space), dtype=np.float32)  # (C,)
