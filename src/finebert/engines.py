@@ -87,7 +87,8 @@ class OnnxEngine:
         # leaves many small operations on one thread and synchronises the threads at each operation. Bulk
         # scoring (1,821 SST-2 texts, 2 threads, the same batches, interleaved) ran 1.07-1.31x faster in int8
         # and 1.05-1.12x in fp32. A single batch (one text: a request, `finebert predict "..."`) still gets
-        # every thread: one-thread sessions took 1.6-1.8x as long on one 100-token text (RESULTS.md, issue 12).
+        # every thread: one-thread sessions took 1.6-1.8x as long on one 100-token text in fp32, 1.1-1.8x in int8
+        # (RESULTS.md, issue 12).
         self.workers = threads or usable_cores()
         self.session = self._open(self.workers)
         self._one_thread = None  # opened on first use: +29 MB (int8), +86 MB (fp32) for the benchmark model
