@@ -49,7 +49,7 @@ def main():
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             features[precision] = run_chunks(TorchEngine(model).embeddings, tokenizer, encoded,
-                                             length_batches([len(c) for c in encoded.ids], config.eval_batch_size))  # (N, H)
+                                             length_batches(encoded.chunk_lengths(), config.eval_batch_size))  # (N, H)
         print(f"embedding every row, {precision}: {time.perf_counter() - start:.1f} s", flush=True)
     for precision, x in features.items():
         for n in sorted({500, 1000, 2000, 3000, 5000, len(train)} & set(range(len(train) + 1))):

@@ -18,6 +18,7 @@ get the mean (or max) of their chunks' logits, in training and prediction alike 
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,14 +106,16 @@ class OnnxEngine:
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """(B, C): one batch, every thread on each of its operations."""
-        return self.session.run(["logits"], {name: batch[name] for name in self.inputs})[0]
+        return self._run(self.session, batch)
 
     def one_thread_logits(self):
         """A function batch -> (B, C) logits that computes on one thread, for `workers` threads to call at once."""
         if self._one_thread is None:
             self._one_thread = self._open(1)
-        session = self._one_thread
-        return lambda batch: session.run(["logits"], {name: batch[name] for name in self.inputs})[0]
+        return functools.partial(self._run, self._one_thread)
+
+    def _run(self, session, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run(["logits"], {name: batch[name] for name in self.inputs})[0]
 
 
 def pool_chunks(logits, starts: np.ndarray, how: str = "mean"):
@@ -155,6 +158,7 @@ def run_chunks(run, tokenizer, encoded, batches: list[np.ndarray], workers: int 
 
     out = None
     with ThreadPoolExecutor(workers) as pool:
+        # one worker runs on the caller's thread: autocast and inference_mode (training's head fit) are per thread
         for idx, values in zip(batches, pool.map(padded_run, batches) if workers > 1 else map(padded_run, batches)):
             if out is None:
                 out = np.empty((len(encoded.ids), values.shape[1]), dtype=np.float32)
@@ -166,7 +170,7 @@ def score(engine, tokenizer, encoded, batch_size: int, chunk_pooling: str = "mea
     """Logits (N, C) for an `Encoded` batch of N texts, in input order."""
     if encoded.n_docs == 0:
         return np.zeros((0, 0), dtype=np.float32)
-    batches = length_batches([len(c) for c in encoded.ids], batch_size, engine.max_added_padding)
+    batches = length_batches(encoded.chunk_lengths(), batch_size, engine.max_added_padding)
     if engine.workers > 1 and len(batches) > 1:  # one batch per thread, several at once (OnnxEngine)
         chunks = run_chunks(engine.one_thread_logits(), tokenizer, encoded, batches, engine.workers)
     else:

@@ -46,9 +46,13 @@ class Encoded:
         """(n_chunks,) the text each chunk belongs to."""
         return np.repeat(np.arange(self.n_docs), np.diff(self.starts))
 
+    def chunk_lengths(self) -> np.ndarray:
+        """(n_chunks,) tokens per chunk: what scoring batches by length sort on (engines.length_batches)."""
+        return np.array([len(c) for c in self.ids], dtype=np.int64)
+
     def doc_lengths(self) -> np.ndarray:
         """(N,) tokens per text over all its chunks: what batching by length sorts on."""
-        chunk_lengths = np.array([len(c) for c in self.ids], dtype=np.int64)
+        chunk_lengths = self.chunk_lengths()
         return np.add.reduceat(chunk_lengths, self.starts[:-1]) if len(chunk_lengths) else chunk_lengths
 
     def select(self, docs) -> "Encoded":

@@ -796,7 +796,7 @@ def fit_head(model, task: Task, device, config: TrainConfig, use_bf16: bool = Fa
                      [chunks.type_ids[i] for i in picked], np.arange(len(picked) + 1))  # each chunk a text of its own
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         features = run_chunks(TorchEngine(model, device).embeddings, task.tokenizer, sample,
-                              length_batches([len(c) for c in sample.ids], config.eval_batch_size))  # (picked, H)
+                              length_batches(sample.chunk_lengths(), config.eval_batch_size))  # (picked, H)
     targets = task.space.one_hot(task.y)[doc[picked]]  # (picked, C)
     weight = np.zeros((len(task.space), features.shape[1]), dtype=np.float32)  # (C, H)
     bias = np.zeros(len(task.space), dtype=np.float32)  # (C,)
