@@ -2,7 +2,10 @@
 model to measure (trained once, cached)."""
 
 import csv
+import os
 import platform
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +29,35 @@ def cpu_description() -> str:
     from finebert.engines import usable_cores
 
     return f"CPU: {model}, {usable_cores()} cores, {isa}, bf16 {bf16}, VNNI {vnni}"
+
+
+AVX2_RUN = "FINEBERT_BENCH_AVX2"  # set in a benchmark re-run by emulate_avx2()
+
+
+def emulate_avx2() -> str:
+    """Runs this benchmark again (os.execve) with benchmarks/avx2_only.c preloaded, so that it and every process
+    it starts see an AVX2 CPU: no AVX-512, VNNI, bf16 or AMX, whatever PyTorch, MKL, oneDNN or ONNX Runtime asks.
+    In that run, checks that PyTorch sees AVX2 and returns the line to print with the figures. Needs Linux's
+    CPUID faulting (cpuid_fault in /proc/cpuinfo) and a C compiler; the library is built once, into runs/."""
+    if os.environ.get(AVX2_RUN) == "1":
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+        if capability != "AVX2":
+            raise SystemExit(f"--emulate-avx2: PyTorch still sees {capability}, not AVX2; the emulation failed")
+        return ("EMULATED AVX2: every process sees a CPU without AVX-512, VNNI, bf16 or AMX (benchmarks/avx2_only.c); "
+                "clock, caches and memory are this CPU's")
+    if "cpuid_fault" not in Path("/proc/cpuinfo").read_text():
+        raise SystemExit("--emulate-avx2 needs CPUID faulting (cpuid_fault in /proc/cpuinfo), which this machine lacks")
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise SystemExit("--emulate-avx2 builds benchmarks/avx2_only.c: install a C compiler (apt-get install gcc)")
+    source, library = Path(__file__).with_name("avx2_only.c"), CACHE / "avx2_only.so"
+    if not library.is_file() or library.stat().st_mtime < source.stat().st_mtime:
+        CACHE.mkdir(exist_ok=True)
+        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD")]))
+    os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, LD_PRELOAD=preload, **{AVX2_RUN: "1"}))
 
 
 def read_tsv(path, rows=None):

@@ -1,13 +1,14 @@
 """Small data: `finebert train` with no flags against SetFit 1.2 with its defaults, on the same backbone.
 
-    python benchmarks/few_shot.py [--tasks sst2 ag_news] [--shots 16 64] [--draws 3] [--no-setfit]
+    python benchmarks/few_shot.py [--tasks sst2 ag_news] [--shots 16 64] [--draws 3] [--no-setfit] [--emulate-avx2]
                                   [-- extra finebert train flags, e.g. --recipe fine-tune]
 
 For each task, k examples per class are drawn from the training file (seeds 0, 1, 2, ...); both tools
 train on the same draw and are scored on the same held-out file (SST-2 dev, AG News test). Each side is
 timed the same way, in this process: from loading the backbone to a trained model, scoring excluded.
 Prints the mean accuracy and time over the draws, their differences, and the machine. Needs the [bench]
-extra (setfit). Data: ../shared/data (see its README); results go to runs/few-shot.json.
+extra (setfit). Data: ../shared/data (see its README); results go to runs/few-shot.json. --emulate-avx2 runs
+both sides as on a CPU with AVX2 and nothing newer, so in fp32 (common.emulate_avx2).
 """
 
 import argparse
@@ -16,7 +17,7 @@ import json
 import time
 
 import numpy as np
-from common import CACHE, DATA, cpu_description, read_tsv
+from common import CACHE, DATA, cpu_description, emulate_avx2, read_tsv
 
 AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
@@ -97,9 +98,10 @@ def main():
     parser.add_argument("--shots", nargs="+", type=int, default=[16, 64])
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--no-setfit", action="store_true", help="finebert only")
+    parser.add_argument("--emulate-avx2", action="store_true", help="hide AVX-512, VNNI, bf16 and AMX from both sides")
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
-    print(cpu_description(), flush=True)
+    print(cpu_description() + (f"; {emulate_avx2()}" if args.emulate_avx2 else ""), flush=True)
     results = []
     for task in args.tasks:
         train_rows, test_rows, names = load(task)

@@ -1,6 +1,6 @@
 """Inference speed: the Hugging Face pipeline vs finebert's engines on the same fine-tuned model.
 
-    python benchmarks/inference_speed.py [--model DIR]
+    python benchmarks/inference_speed.py [--model DIR] [--emulate-avx2]
 
 Texts: the 872 SST-2 dev sentences plus 949 full sentences (8+ words) from the end of SST-2 train,
 1,821 texts of varied length. Each engine scores all of them after a warm-up; texts/s, the ratio
@@ -9,7 +9,8 @@ sentence, in process) are printed. Every side is timed the same way and over the
 rounds, each one pass over all the texts by every side in turn, and each side's best pass. This machine's
 speed drifts by 15% within minutes, so sides timed one after another could be compared at different
 speeds; the ratio of int8 to the pipeline within each round is printed too.
-Without --model a model is trained on 8,000 SST-2 rows first.
+Without --model a model is trained on 8,000 SST-2 rows first. --emulate-avx2 runs every side as on a CPU with
+AVX2 and nothing newer (common.emulate_avx2): ONNX Runtime's int8 then runs without VNNI.
 """
 
 import argparse
@@ -18,7 +19,7 @@ import time
 
 import numpy as np
 
-from common import SST2, cpu_description, read_tsv, sst2_model
+from common import SST2, cpu_description, emulate_avx2, read_tsv, sst2_model
 
 REPEATS = 5
 SENTENCE = "The film starts slowly but the acting is superb and by the end I was completely won over by it"  # 20 words
@@ -58,7 +59,9 @@ def latency(fn, n=300):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="a fine-tuned SST-2 model folder (exported)")
+    parser.add_argument("--emulate-avx2", action="store_true", help="hide AVX-512, VNNI, bf16 and AMX from every side")
     args = parser.parse_args()
+    emulation = emulate_avx2() if args.emulate_avx2 else None
     folder = sst2_model(args.model)
     texts, dev_y = texts_and_labels()
     n_dev = len(dev_y)
@@ -85,7 +88,7 @@ def main():
 
     reference = rows[1][1]
     torch_accuracy = rows[2][2]
-    print(cpu_description())
+    print(cpu_description() + (f"; {emulation}" if emulation else ""))
     print(f"{len(texts)} texts, accuracy on the {n_dev} dev sentences; model {folder}; best of {REPEATS} rounds, "
           f"every side once a round")
     print(f"{'engine':34s} {'texts/s':>8s} {'vs pipe32':>9s} {'accuracy':>8s} {'vs torch':>8s} {'p50 ms':>7s} {'p99 ms':>7s}")

@@ -1,7 +1,7 @@
 """Serving under load: a real `finebert serve` process, 16 concurrent clients over loopback.
 
     python benchmarks/serve_load.py [--model DIR] [--requests 4000] [--clients 16] [--texts-per-request 1]
-                                    [--load python|wrk|both] [--seconds 20] [--workers N]
+                                    [--load python|wrk|both] [--seconds 20] [--workers N] [--emulate-avx2]
 
 Two load generators, one after the other against the same server:
 - python: threads with the standard library's keep-alive client; each sends its share of the requests one
@@ -11,6 +11,7 @@ Two load generators, one after the other against the same server:
   connections, for --seconds, POSTing the same sentences (a Lua script).
 Each prints texts/s, p50/p99 latency and the errors. The server runs its default number of worker
 processes (one per core) unless --workers says otherwise. Without --model a model is trained on 8,000 SST-2 rows first.
+--emulate-avx2 runs the server (and the clients) as on a CPU with AVX2 and nothing newer (common.emulate_avx2).
 """
 
 import argparse
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from common import SST2, read_tsv, sst2_model
+from common import SST2, cpu_description, emulate_avx2, read_tsv, sst2_model
 
 
 def main():
@@ -41,7 +42,9 @@ def main():
     parser.add_argument("--load", choices=["python", "wrk", "both"], default="both")
     parser.add_argument("--seconds", type=int, default=20, help="how long wrk runs")
     parser.add_argument("--workers", type=int, help="the server's worker processes (default: the server's own, one per core)")
+    parser.add_argument("--emulate-avx2", action="store_true", help="hide AVX-512, VNNI, bf16 and AMX from server and clients")
     args = parser.parse_args()
+    emulation = emulate_avx2() if args.emulate_avx2 else None
     if args.load != "python" and shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk); or run with --load python")
     folder = sst2_model(args.model)
@@ -62,6 +65,7 @@ def main():
             except httpx.TransportError:
                 time.sleep(0.25)
         engine = httpx.get(url + "/info").json()["engine"]
+        print(cpu_description() + (f"; {emulation}" if emulation else ""))
         print(f"engine {engine}, workers {args.workers or 'default (one per core)'}: {args.clients} concurrent clients, "
               f"{args.texts_per_request} text(s) per request")
         if args.load in ("python", "both"):

@@ -1,9 +1,12 @@
 """Training speed: finebert's default command against the Hugging Face Trainer, same rows, backbone and epochs.
 
-    python benchmarks/train_speed.py [--rows 8000] [--epochs 1] [--emulate-avx2]
+    python benchmarks/train_speed.py [--rows 8000] [--epochs 1] [--rounds 1] [--emulate-avx2]
 
 Three sides, each a child process of this one, run one after the other and timed the same way: whole
-process, from its start (Python, imports, model load, tokenization) to a trained model.
+process, from its start (Python, imports, model load, tokenization) to a trained model. With --rounds N
+the sides run N times in turn, in reverse order every other round (A B C, C B A, ...), so that the drift of
+this machine's speed within the hour (up to 15% between two runs of the same command minutes apart) falls on
+every side alike; each round's ratios are printed, and the ratio of each side's best time.
 - trainer-glue:  the Trainer with the canonical run_glue recipe: batch 32, learning rate 5e-5, dynamic
                  padding (DataCollatorWithPadding), fp32, random batches.
 - trainer-tuned: the same with its best CPU settings: train_sampling_strategy="group_by_length", and bf16
@@ -14,9 +17,11 @@ process, from its start (Python, imports, model load, tokenization) to a trained
 All three are then scored on SST-2 dev. Prints seconds, samples/s, dev accuracy, peak RSS and finebert's
 ratio to each Trainer side.
 
---emulate-avx2 runs every side with PyTorch, MKL and oneDNN limited to AVX2 (ATEN_CPU_CAPABILITY=avx2,
-MKL_ENABLE_INSTRUCTIONS=AVX2, ONEDNN_MAX_CPU_ISA=AVX2): no AVX-512, no bf16, no VNNI kernels. It is an
-emulation on this CPU, not an AVX2 machine (clock, caches and memory stay this CPU's); say so with its figures.
+--emulate-avx2 runs every side on this CPU as if it had AVX2 and nothing newer: CPUID hides AVX-512, VNNI,
+bf16 and AMX from every process (benchmarks/avx2_only.c; common.emulate_avx2), so PyTorch, MKL and oneDNN
+run their AVX2 kernels in fp32. It is an emulation, not an AVX2 machine (clock, caches and memory stay this
+CPU's); say so with its figures. Sessions 5-14 emulated with ATEN_CPU_CAPABILITY=avx2,
+MKL_ENABLE_INSTRUCTIONS=AVX2 and ONEDNN_MAX_CPU_ISA=AVX2 instead, which hold those three libraries alike.
 Needs `pip install -e '.[bench]'` (accelerate, the Trainer's dependency).
 """
 
@@ -29,9 +34,8 @@ import subprocess
 import sys
 import time
 
-from common import CACHE, SST2 as DATA, cpu_description, read_tsv
+from common import CACHE, SST2 as DATA, cpu_description, emulate_avx2, read_tsv
 
-AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 FINEBERT = os.path.join(os.path.dirname(sys.executable), "finebert")
 
 
@@ -79,7 +83,7 @@ def run_trainer(rows: int, epochs: float, tuned: bool) -> dict:
     return {"trained_at": trained_at, "dev_accuracy": dev_accuracy(model, tok), "bf16": bf16}
 
 
-def run_finebert(rows: int, epochs: float, folder, env: dict, validation: str) -> dict:
+def run_finebert(rows: int, epochs: float, folder, validation: str) -> dict:
     """Parent: the real console script on a file of the first ROWS rows; scored on dev afterwards."""
     data = CACHE / f"sst2-first{rows}.tsv"
     if not data.is_file():
@@ -88,17 +92,22 @@ def run_finebert(rows: int, epochs: float, folder, env: dict, validation: str) -
         data.write_text("".join(lines[:rows + 1]), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     extra = ["--validation", str(DATA / "dev.tsv")] if validation == "dev" else []
-    subprocess.run([FINEBERT, "train", str(data), *extra, "--epochs", str(epochs), "--output", str(folder), "--quiet"],
-                   env=env, check=True)
-    return {"trained_at": time.time()}
+    process = subprocess.Popen([FINEBERT, "train", str(data), *extra, "--epochs", str(epochs), "--output", str(folder),
+                                "--quiet"])
+    _, status, usage = os.wait4(process.pid, 0)  # this process's own peak memory, not the largest child's so far
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if status:
+        raise SystemExit(f"finebert train failed (wait status {status})")
+    return {"trained_at": time.time(), "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=8000)
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--emulate-avx2", action="store_true", help="limit PyTorch, MKL and oneDNN to AVX2 kernels")
+    parser.add_argument("--emulate-avx2", action="store_true", help="hide AVX-512, VNNI, bf16 and AMX from every side")
     parser.add_argument("--sides", default="trainer-glue,trainer-tuned,finebert")
+    parser.add_argument("--rounds", type=int, default=1, help="run the sides this many times in turn (see above)")
     parser.add_argument("--finebert-validation", choices=["holdout", "dev"], default="holdout",
                         help="holdout: the default command; dev: train on every row, validate on SST-2 dev")
     parser.add_argument("--only", choices=["trainer-glue", "trainer-tuned"], help=argparse.SUPPRESS)  # child mode
@@ -108,37 +117,49 @@ def main():
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
-    env = dict(os.environ, **AVX2_ONLY) if args.emulate_avx2 else dict(os.environ)
-    print(cpu_description() + ("; EMULATED AVX2 (PyTorch, MKL and oneDNN limited to AVX2 kernels)" if args.emulate_avx2 else ""))
+    print(cpu_description() + (f"; {emulate_avx2()}" if args.emulate_avx2 else ""))
     print(f"{args.rows} SST-2 rows, {args.epochs:g} epoch(s); time = whole process, start to trained model", flush=True)
-    results = {}
-    for side in args.sides.split(","):
-        start = time.time()
-        if side == "finebert":
-            folder = CACHE / "speed-finebert"
-            r = run_finebert(args.rows, args.epochs, folder, env, args.finebert_validation)
-            r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            from finebert import Classifier
+    sides = args.sides.split(",")
+    runs = {side: [] for side in sides}
+    for round_ in range(args.rounds):
+        for side in sides if round_ % 2 == 0 else sides[::-1]:
+            r = run_side(side, args)
+            runs[side].append(r)
+            note = f"  bf16 {'on' if r.get('bf16') else 'off'}" if "bf16" in r else ""
+            print(f"round {round_ + 1}  {side:13s} {r['seconds']:7.1f} s  {r['samples_per_second']:6.1f} samples/s  "
+                  f"dev accuracy {r['dev_accuracy']:.4f}  peak RSS {r['peak_rss_mb']:.0f} MB{note}", flush=True)
+    if "finebert" in runs:
+        ours = runs["finebert"]
+        for side in (s for s in sides if s != "finebert"):
+            per_round = [theirs["seconds"] / mine["seconds"] for theirs, mine in zip(runs[side], ours)]
+            best = min(r["seconds"] for r in runs[side]) / min(r["seconds"] for r in ours)
+            print(f"finebert vs {side}: {best:.2f}x faster, best times (each round: "
+                  f"{', '.join(f'{x:.2f}x' for x in per_round)}; accuracy "
+                  f"{100 * (mean_accuracy(ours) - mean_accuracy(runs[side])):+.1f} pt, means over the rounds)")
 
-            dev = read_tsv(DATA / "dev.tsv")
-            predicted = Classifier.load(folder, engine="pytorch").predict([t for t, _ in dev])
-            r["dev_accuracy"] = sum(p == str(y) for p, (_, y) in zip(predicted, dev)) / len(dev)
-        else:
-            out = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--epochs", str(args.epochs),
-                                  "--only", side], env=env, capture_output=True, text=True, check=True).stdout
-            r = json.loads(out.strip().splitlines()[-1])
-        r["seconds"] = r["trained_at"] - start
-        r["samples_per_second"] = args.rows * args.epochs / r["seconds"]
-        results[side] = r
-        note = f"  bf16 {'on' if r.get('bf16') else 'off'}" if "bf16" in r else ""
-        print(f"{side:13s} {r['seconds']:7.1f} s  {r['samples_per_second']:6.1f} samples/s  dev accuracy "
-              f"{r['dev_accuracy']:.4f}  peak RSS {r['peak_rss_mb']:.0f} MB{note}", flush=True)
-    if "finebert" in results:
-        for side in (s for s in results if s != "finebert"):
-            ratio = results[side]["seconds"] / results["finebert"]["seconds"]
-            print(f"finebert vs {side}: {ratio:.2f}x faster (accuracy "
-                  f"{100 * (results['finebert']['dev_accuracy'] - results[side]['dev_accuracy']):+.1f} pt)")
 
+def mean_accuracy(runs: list[dict]) -> float:
+    return sum(r["dev_accuracy"] for r in runs) / len(runs)
+
+
+def run_side(side: str, args) -> dict:
+    """One run of a side, timed from its start to a trained model, scored on SST-2 dev."""
+    start = time.time()
+    if side == "finebert":
+        folder = CACHE / "speed-finebert"
+        r = run_finebert(args.rows, args.epochs, folder, args.finebert_validation)
+        from finebert import Classifier
+
+        dev = read_tsv(DATA / "dev.tsv")
+        predicted = Classifier.load(folder, engine="pytorch").predict([t for t, _ in dev])
+        r["dev_accuracy"] = sum(p == str(y) for p, (_, y) in zip(predicted, dev)) / len(dev)
+    else:
+        out = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--epochs", str(args.epochs),
+                              "--only", side], capture_output=True, text=True, check=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+    r["seconds"] = r["trained_at"] - start
+    r["samples_per_second"] = args.rows * args.epochs / r["seconds"]
+    return r
 
 if __name__ == "__main__":
     main()
