@@ -15,8 +15,9 @@ SST2 = DATA / "sst2"
 CACHE = ROOT / "runs"  # ignored by git
 
 
-def cpu_description() -> str:
-    """CPU model and the flags that decide our speed: bf16 (AVX-512 BF16 / AMX) and VNNI."""
+def cpu_description(emulation: str | None = None) -> str:
+    """CPU model and the flags that decide our speed: bf16 (AVX-512 BF16 / AMX) and VNNI; then `emulation`,
+    emulate_avx2()'s line, where the run is emulated."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -28,7 +29,7 @@ def cpu_description() -> str:
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     from finebert.engines import usable_cores
 
-    return f"CPU: {model}, {usable_cores()} cores, {isa}, bf16 {bf16}, VNNI {vnni}"
+    return f"CPU: {model}, {usable_cores()} cores, {isa}, bf16 {bf16}, VNNI {vnni}" + (f"; {emulation}" if emulation else "")
 
 
 AVX2_RUN = "FINEBERT_BENCH_AVX2"  # set in a benchmark re-run by emulate_avx2()

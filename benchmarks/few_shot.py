@@ -101,7 +101,7 @@ def main():
     parser.add_argument("--emulate-avx2", action="store_true", help="hide AVX-512, VNNI, bf16 and AMX from both sides")
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
-    print(cpu_description() + (f"; {emulate_avx2()}" if args.emulate_avx2 else ""), flush=True)
+    print(cpu_description(emulate_avx2() if args.emulate_avx2 else None), flush=True)
     results = []
     for task in args.tasks:
         train_rows, test_rows, names = load(task)

@@ -88,7 +88,7 @@ def main():
 
     reference = rows[1][1]
     torch_accuracy = rows[2][2]
-    print(cpu_description() + (f"; {emulation}" if emulation else ""))
+    print(cpu_description(emulation))
     print(f"{len(texts)} texts, accuracy on the {n_dev} dev sentences; model {folder}; best of {REPEATS} rounds, "
           f"every side once a round")
     print(f"{'engine':34s} {'texts/s':>8s} {'vs pipe32':>9s} {'accuracy':>8s} {'vs torch':>8s} {'p50 ms':>7s} {'p99 ms':>7s}")

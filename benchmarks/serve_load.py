@@ -65,7 +65,7 @@ def main():
             except httpx.TransportError:
                 time.sleep(0.25)
         engine = httpx.get(url + "/info").json()["engine"]
-        print(cpu_description() + (f"; {emulation}" if emulation else ""))
+        print(cpu_description(emulation))
         print(f"engine {engine}, workers {args.workers or 'default (one per core)'}: {args.clients} concurrent clients, "
               f"{args.texts_per_request} text(s) per request")
         if args.load in ("python", "both"):

@@ -117,7 +117,7 @@ def main():
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
-    print(cpu_description() + (f"; {emulate_avx2()}" if args.emulate_avx2 else ""))
+    print(cpu_description(emulate_avx2() if args.emulate_avx2 else None))
     print(f"{args.rows} SST-2 rows, {args.epochs:g} epoch(s); time = whole process, start to trained model", flush=True)
     sides = args.sides.split(",")
     runs = {side: [] for side in sides}
