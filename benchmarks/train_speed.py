@@ -1,6 +1,7 @@
 """Training speed: finebert's default command against the Hugging Face Trainer, same rows, backbone and epochs.
 
     python benchmarks/train_speed.py [--rows 8000] [--epochs 1] [--rounds 1] [--emulate-avx2]
+                                     [--finebert-args "--freeze-layers 2"]
 
 Three sides, each a child process of this one, run one after the other and timed the same way: whole
 process, from its start (Python, imports, model load, tokenization) to a trained model. With --rounds N
@@ -13,7 +14,8 @@ every side alike; each round's ratios are printed, and the ratio of each side's 
                  where the CPU has bf16 arithmetic.
 - finebert:      `finebert train ROWS.tsv --epochs 1`, the default command: it holds out a stratified 10%,
                  trains on the rest, validates, calibrates, and writes the model folder with its report.
-                 `--finebert-validation dev` instead trains on all ROWS rows and validates on SST-2 dev.
+                 `--finebert-validation dev` instead trains on all ROWS rows and validates on SST-2 dev;
+                 `--finebert-args` adds options to the command (for example "--freeze-layers 2").
 All three are then scored on SST-2 dev. Prints seconds, samples/s, dev accuracy, peak RSS and finebert's
 ratio to each Trainer side.
 
@@ -29,6 +31,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -83,7 +86,7 @@ def run_trainer(rows: int, epochs: float, tuned: bool) -> dict:
     return {"trained_at": trained_at, "dev_accuracy": dev_accuracy(model, tok), "bf16": bf16}
 
 
-def run_finebert(rows: int, epochs: float, folder, validation: str) -> dict:
+def run_finebert(rows: int, epochs: float, folder, validation: str, options: list[str]) -> dict:
     """Parent: the real console script on a file of the first ROWS rows; scored on dev afterwards."""
     data = CACHE / f"sst2-first{rows}.tsv"
     if not data.is_file():
@@ -91,7 +94,7 @@ def run_finebert(rows: int, epochs: float, folder, validation: str) -> dict:
         lines = (DATA / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
         data.write_text("".join(lines[:rows + 1]), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
-    extra = ["--validation", str(DATA / "dev.tsv")] if validation == "dev" else []
+    extra = ["--validation", str(DATA / "dev.tsv")] * (validation == "dev") + options
     process = subprocess.Popen([FINEBERT, "train", str(data), *extra, "--epochs", str(epochs), "--output", str(folder),
                                 "--quiet"])
     _, status, usage = os.wait4(process.pid, 0)  # this process's own peak memory, not the largest child's so far
@@ -110,6 +113,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=1, help="run the sides this many times in turn (see above)")
     parser.add_argument("--finebert-validation", choices=["holdout", "dev"], default="holdout",
                         help="holdout: the default command; dev: train on every row, validate on SST-2 dev")
+    parser.add_argument("--finebert-args", default="", help='more options for `finebert train`, e.g. "--freeze-layers 2"')
     parser.add_argument("--only", choices=["trainer-glue", "trainer-tuned"], help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
     if args.only:
@@ -118,7 +122,8 @@ def main():
         print(json.dumps(result))
         return
     print(cpu_description(emulate_avx2() if args.emulate_avx2 else None))
-    print(f"{args.rows} SST-2 rows, {args.epochs:g} epoch(s); time = whole process, start to trained model", flush=True)
+    print(f"{args.rows} SST-2 rows, {args.epochs:g} epoch(s); time = whole process, start to trained model"
+          + (f"; finebert train ... {args.finebert_args}" if args.finebert_args else ""), flush=True)
     sides = args.sides.split(",")
     runs = {side: [] for side in sides}
     for round_ in range(args.rounds):
@@ -147,7 +152,7 @@ def run_side(side: str, args) -> dict:
     start = time.time()
     if side == "finebert":
         folder = CACHE / "speed-finebert"
-        r = run_finebert(args.rows, args.epochs, folder, args.finebert_validation)
+        r = run_finebert(args.rows, args.epochs, folder, args.finebert_validation, shlex.split(args.finebert_args))
         from finebert import Classifier
 
         dev = read_tsv(DATA / "dev.tsv")

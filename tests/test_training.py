@@ -345,6 +345,26 @@ def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains():
             "head.weight"} <= changed
 
 
+def test_frozen_layers_stay_as_loaded_and_the_layers_above_train():
+    import torch
+
+    from finebert.config import DEFAULT_BACKBONE, resolve_backbone
+    from finebert.errors import ConfigError
+    from finebert.model import build_model
+
+    torch.manual_seed(0)
+    before = build_model(resolve_backbone(DEFAULT_BACKBONE), 2, pooling="cls", dropout=0.1).state_dict()
+    after = finebert.train(None, epochs=1, quiet=True, seed=0, freeze_layers=2).engine.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    frozen = {k for k in before if k.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.",
+                                                   "encoder.encoder.layer.1."))}
+    assert len(frozen) > 30 and not frozen & changed, sorted(frozen & changed)
+    assert {"encoder.encoder.layer.2.attention.self.query.weight", "encoder.encoder.layer.5.output.dense.weight",
+            "head.weight"} <= changed
+    with pytest.raises(ConfigError, match="freeze_layers=6 .* use at most 5"):
+        finebert.train(None, epochs=1, quiet=True, freeze_layers=6)
+
+
 def test_training_with_and_without_packing_gives_the_same_model():
     """Without dropout (whose random masks take the batch's shape) the steps are the same."""
     from conftest import sst2_rows

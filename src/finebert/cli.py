@@ -61,6 +61,7 @@ def train(
     max_length: Optional[int] = typer.Option(None, help="Tokens per text (per chunk with --long-text window)."),
     pooling: Optional[str] = typer.Option(None, help="cls (default), mean or normalized-mean."),
     dropout: Optional[float] = typer.Option(None, help="Dropout rate in every layer (default 0; try 0.1 for small data and several epochs)."),
+    freeze_layers: Optional[int] = typer.Option(None, help="Leave the embeddings and this many lowest layers untrained: faster, e.g. 2 (default 0: all trained)."),
     max_time: Optional[float] = typer.Option(None, help="Stop after this many seconds, keeping the best model."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     checkpoint_minutes: Optional[float] = typer.Option(None, help="Save a checkpoint this often (default 5) and at each epoch's end."),
@@ -75,7 +76,7 @@ def train(
                                       text_pair_column=text_pair_column, label_separator=label_separator,
                                       long_text=long_text, stride=stride, chunk_pooling=chunk_pooling, model=model, recipe=recipe,
                                       contrastive_pairs=contrastive_pairs, fine_tuned_share=fine_tuned_share, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                      max_length=max_length, pooling=pooling, dropout=dropout,
+                                      max_length=max_length, pooling=pooling, dropout=dropout, freeze_layers=freeze_layers,
                                       max_time=max_time, seed=seed, checkpoint_minutes=checkpoint_minutes).items()
                 if v is not None}
     if multi_label or label_separator is not None:

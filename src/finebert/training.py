@@ -226,7 +226,9 @@ class TrainState:
         if config.fine_tuned_share < 1:  # the weights before fine-tuning, to average with at the end (finish)
             start_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         model.encoder.get_input_embeddings().weight.requires_grad_(not config.freeze_word_embeddings)
-        trains_rows = cls.used_rows_only and not config.freeze_word_embeddings
+        if config.freeze_layers:
+            _freeze_lowest(model, config.freeze_layers)
+        trains_rows = cls.used_rows_only and model.encoder.get_input_embeddings().weight.requires_grad
         words = UsedRows(model, task.train.ids, task.tokenizer.pad_id) if trains_rows else None
         optimizer = AdamW(_param_groups(model, config), warmup=round(config.warmup_ratio * total_steps),
                           total=total_steps)
@@ -877,7 +879,7 @@ def _param_groups(model, config: TrainConfig) -> list[dict]:
     layers = getattr(model.encoder.config, "num_hidden_layers", 0)
     groups: dict[tuple, list] = {}
     for name, param in model.named_parameters():
-        if not param.requires_grad:  # frozen (freeze_word_embeddings)
+        if not param.requires_grad:  # frozen (freeze_word_embeddings, freeze_layers)
             continue
         depth = _layer_depth(name, layers)  # 0 = embeddings, layers + 1 = head
         decay = 0.0 if param.ndim == 1 else config.weight_decay
@@ -886,6 +888,18 @@ def _param_groups(model, config: TrainConfig) -> list[dict]:
             lr = config.head_learning_rate
         groups.setdefault((lr, decay), []).append(param)
     return [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
+
+
+def _freeze_lowest(model, n: int) -> None:
+    """The embeddings and the n lowest encoder layers take no gradient: their output needs none, so backward
+    stops above them and AdamW never sees them."""
+    layers = getattr(model.encoder.config, "num_hidden_layers", 0)
+    if n >= layers:
+        raise ConfigError(f"freeze_layers={n} would freeze every one of this backbone's {layers} layers; "
+                          f"use at most {layers - 1}")
+    for name, param in model.named_parameters():
+        if _layer_depth(name, layers) <= n:  # 0 = embeddings, i + 1 = layer i
+            param.requires_grad_(False)
 
 
 def _layer_depth(name: str, layers: int) -> int:
