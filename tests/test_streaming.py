@@ -61,13 +61,13 @@ def test_every_format_keeps_the_input_columns_and_matches_the_library(trained, s
 
 def test_a_bad_row_late_in_the_file_leaves_nothing_behind(trained, tmp_path):
     _, folder = trained
-    rows = [[text] for text, _ in sst2_rows(5000)]
-    rows[4321] = [""]  # data row 4322: past the first chunks, so some output has been written by then
+    rows = [[text] for text, _ in sst2_rows(2400)]
+    rows[2199] = [""]  # data row 2200: past the first chunk (2,048 rows), so some output has been written by then
     source = write_csv(tmp_path / "in.csv", ["sentence"], rows)
     out = tmp_path / "scored.csv"
     result = predict_to(folder, source, out)
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("error: ") and "row 4322" in result.stderr, result.stderr
+    assert result.stderr.strip().startswith("error: ") and "row 2200" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 

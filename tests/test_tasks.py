@@ -27,11 +27,11 @@ def test_imbalanced_spam_uses_class_weights_and_picks_the_epoch_on_macro_f1(tmp_
     assert clf.metrics["selected_on"] == "macro_f1"
     assert clf.metrics["val_macro_f1"] == max(h["val_macro_f1"] for h in clf.history)
     assert clf.config.class_weights == "auto"
-    header, rows = data_rows("sms_spam/sms_spam.csv", 2500)
-    unseen = write_csv(tmp_path / "unseen.csv", header, rows[500:])  # the 2,000 rows after the training rows
+    header, rows = data_rows("sms_spam/sms_spam.csv", 1700)
+    unseen = write_csv(tmp_path / "unseen.csv", header, rows[500:])  # the 1,200 rows after the training rows
     report = finebert.evaluate(clf, unseen)
     spam = sum(row[header.index("label")] == "spam" for row in rows[500:])
-    assert set(report.per_class) == {"ham", "spam"} and report.per_class["spam"]["support"] == spam > 200
+    assert set(report.per_class) == {"ham", "spam"} and report.per_class["spam"]["support"] == spam > 120
     assert report.per_class["spam"]["recall"] > 0.5  # an unweighted 2-epoch model on 500 rows can miss all spam
 
 
@@ -166,7 +166,7 @@ def test_window_model_scores_a_text_as_the_mean_of_its_chunks(long_reviews):
 def test_window_model_through_the_cli(long_reviews):
     _, folder, data = long_reviews
     report = json.loads(run("evaluate", folder, data, "--json"))
-    assert report["examples"] == 120 and report["labels"] == ["negative", "positive"]
+    assert report["examples"] == 48 and report["labels"] == ["negative", "positive"]
 
 
 # -- sentence pairs ----------------------------------------------------------------------------------
