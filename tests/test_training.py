@@ -330,7 +330,8 @@ def test_packed_batches_come_in_few_shapes(backbone):
     assert len(shapes) <= 4, sorted(shapes)  # 40 at exact sizes
 
 
-def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains():
+def weights_changed_by_training(**settings) -> tuple[set, set]:
+    """(every weight name, the names one epoch on the sample changed) with these settings."""
     import torch
 
     from finebert.config import DEFAULT_BACKBONE, resolve_backbone
@@ -338,25 +339,22 @@ def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains():
 
     torch.manual_seed(0)
     before = build_model(resolve_backbone(DEFAULT_BACKBONE), 2, pooling="cls", dropout=0.1).state_dict()
-    after = finebert.train(None, epochs=1, quiet=True, seed=0, freeze_word_embeddings=True).engine.model.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    after = finebert.train(None, epochs=1, quiet=True, seed=0, **settings).engine.model.state_dict()
+    return set(before), {k for k in before if not torch.equal(before[k], after[k])}
+
+
+def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains():
+    _, changed = weights_changed_by_training(freeze_word_embeddings=True)
     assert "encoder.embeddings.word_embeddings.weight" not in changed
     assert {"encoder.embeddings.position_embeddings.weight", "encoder.encoder.layer.0.attention.self.query.weight",
             "head.weight"} <= changed
 
 
 def test_frozen_layers_stay_as_loaded_and_the_layers_above_train():
-    import torch
-
-    from finebert.config import DEFAULT_BACKBONE, resolve_backbone
     from finebert.errors import ConfigError
-    from finebert.model import build_model
 
-    torch.manual_seed(0)
-    before = build_model(resolve_backbone(DEFAULT_BACKBONE), 2, pooling="cls", dropout=0.1).state_dict()
-    after = finebert.train(None, epochs=1, quiet=True, seed=0, freeze_layers=2).engine.model.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
-    frozen = {k for k in before if k.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.",
+    names, changed = weights_changed_by_training(freeze_layers=2)
+    frozen = {k for k in names if k.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.",
                                                    "encoder.encoder.layer.1."))}
     assert len(frozen) > 30 and not frozen & changed, sorted(frozen & changed)
     assert {"encoder.encoder.layer.2.attention.self.query.weight", "encoder.encoder.layer.5.output.dense.weight",
