@@ -176,10 +176,10 @@ def long_reviews(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sst2_model():
-    """A real SST-2 sentiment model: 3,000 training sentences, one epoch (labels negative, positive)."""
+    """A real SST-2 sentiment model: 2,000 training sentences, one epoch (labels negative, positive)."""
     import finebert
     from finebert.data import Dataset
 
-    texts, labels = zip(*sst2_rows(3000))
+    texts, labels = zip(*sst2_rows(2000))
     return finebert.train(Dataset(list(texts), list(labels), "sst2"), label_names=["negative", "positive"],
                           epochs=1, max_length=64, quiet=True)

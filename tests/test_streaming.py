@@ -146,7 +146,7 @@ def test_ray_data_gives_the_same_predictions_as_the_engine_in_process(trained, t
     import finebert.ray
 
     clf, folder = trained
-    rows = [[f"r{i}", text] for i, (text, _) in enumerate(sst2_rows(3000))]
+    rows = [[f"r{i}", text] for i, (text, _) in enumerate(sst2_rows(1000))]
     source = write_csv(tmp_path / "in.csv", ["id", "sentence"], rows)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # half a CPU per actor leaves one for reading
     try:
