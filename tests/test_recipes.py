@@ -17,7 +17,7 @@ def test_the_recipe_follows_the_data_size_and_keeps_what_the_caller_set():
                          (FEW_SHOT_MAX_ROWS, FEW_SHOT_MAX_ROWS + 1, HEAD_FIRST_MAX_ROWS + 1))
     assert small.recipe == "few-shot" and small.pooling == "normalized-mean" and small.validation_split == 0
     assert small.head_init == "fit" and small.epochs == 20 and small.contrastive_pairs == 0  # the pair stage: opt-in
-    assert small.fine_tuned_share == 0.7
+    assert small.fine_tuned_share == 0.7 and small.label_name_rows == 4 and mid.label_name_rows == 0
     assert mid == TrainConfig(recipe="head-first", pooling="normalized-mean", head_init="fit")  # else the defaults
     assert choose_recipe(TrainConfig(), HEAD_FIRST_MAX_ROWS).recipe == "head-first"
     # large data: the fine-tuning defaults, with twice the batch at 1.5x the learning rate (one epoch of SST-2)
@@ -58,9 +58,10 @@ def test_the_head_starts_as_a_logistic_regression_on_the_embeddings(tmp_path, ba
         monkeypatch.setattr(training, "HEAD_FIT_MIN_CHUNKS", minimum)
 
     data = subset_file(tmp_path, relative, rows)
-    task = prepare(data, None, TrainConfig())
+    # the file's rows alone (no label names as extra texts), so that `rows` counts the chunks the fit may read
+    task = prepare(data, None, TrainConfig(label_name_rows=0), given={"label_name_rows"})
     config = task.config
-    assert config.recipe == "few-shot" and task.val is None  # every row trains
+    assert config.recipe == "few-shot" and task.val is None and task.train.n_docs == rows  # every row trains
     torch.manual_seed(0)
     model = build_model(backbone, len(task.space), pooling=config.pooling, dropout=config.dropout)
     fit_head(model, task, torch.device("cpu"), config)
@@ -90,14 +91,32 @@ def test_few_shot_through_the_cli_says_its_recipe_and_beats_chance(tmp_path):
     data = write_csv(tmp_path / "few.csv", ["sentence", "label"], [[t, y] for t, y in picked])
     result = cli("train", data, "--output", tmp_path / "m", "--label-names", "negative,positive", "--epochs", "10",
                  check=True)
-    assert ("recipe: few-shot (32 training rows): a head fitted on sentence embeddings, then every weight fine-tuned "
-            "for 10 epochs, kept at 0.7 of the way from the starting weights to the fine-tuned ones") in result.stdout
+    assert ("recipe: few-shot (32 training rows): the label names added as 4 training texts each, a head fitted on "
+            "sentence embeddings, then every weight fine-tuned for 10 epochs, kept at 0.7 of the way from the starting "
+            "weights to the fine-tuned ones") in result.stdout
     info = json.loads((tmp_path / "m" / "finebert.json").read_text())
     assert info["config"]["recipe"] == "few-shot" and info["config"]["pooling"] == "normalized-mean"
+    assert info["config"]["label_name_rows"] == 4
     assert info["config"]["head_init"] == "fit" and info["config"]["fine_tuned_share"] == 0.7
     assert info["config"]["epochs"] == 10  # given, so kept
     report = json.loads(cli("evaluate", tmp_path / "m", DATA / "sst2" / "dev.tsv", "--json", check=True).stdout)
     assert report["accuracy"] > 0.6  # chance is 0.5; 16 examples per class
+
+
+def test_label_names_join_the_few_shot_training_texts_but_ids_do_not(tmp_path):
+    from finebert.training import prepare
+
+    rows = [[t, "positive" if y == "1" else "negative"] for t, y in sst2_rows(30)]
+    named = write_csv(tmp_path / "named.csv", ["sentence", "label"], rows)
+    task = prepare(named, None, TrainConfig())
+    assert task.config.recipe == "few-shot" and task.train.n_docs == 30 + 2 * 4
+    assert task.train.ids[30:] == task.tokenizer.encode(["negative"] * 4 + ["positive"] * 4).ids  # after every row
+    assert list(task.y[30:]) == [task.space.names.index("negative")] * 4 + [task.space.names.index("positive")] * 4
+    assert prepare(named, None, TrainConfig(label_name_rows=0), given={"label_name_rows"}).train.n_docs == 30  # off
+    assert prepare(named, None, TrainConfig(recipe="head-first")).train.n_docs == 27  # other recipes: none (3 held out)
+    ids = write_csv(tmp_path / "ids.csv", ["sentence", "label"], [list(r) for r in sst2_rows(30)])
+    assert prepare(ids, None, TrainConfig()).train.n_docs == 30  # "0" and "1" mean nothing to the backbone
+    assert prepare(ids, None, TrainConfig(label_names=["negative", "positive"])).train.n_docs == 38  # names given
 
 
 def test_mid_size_data_gets_head_first_and_says_so(tmp_path):

@@ -54,6 +54,7 @@ def train(
     model: Optional[str] = typer.Option(None, help="Backbone: a local Hugging Face BERT-family folder or a hub id (default: all-MiniLM-L6-v2)."),
     recipe: Optional[str] = typer.Option(None, help="auto (default: few-shot up to 300 rows, head-first up to 10,000, else fine-tune), few-shot, head-first or fine-tune."),
     contrastive_pairs: Optional[int] = typer.Option(None, help="SetFit's contrastive stage first: same-label and other-label partners per text, e.g. 20 (default 0: none)."),
+    label_name_rows: Optional[int] = typer.Option(None, help="Add each label's name (if it has a letter) as a training text this many times (few-shot default 4, else 0)."),
     fine_tuned_share: Optional[float] = typer.Option(None, help="Keep the weights this share of the way from the start (after the head fit) to the fine-tuned ones (WiSE-FT; few-shot default 0.7, else 1)."),
     epochs: Optional[float] = typer.Option(None, help="Passes over the data (default: chosen from the data size)."),
     batch_size: Optional[int] = typer.Option(None, help="Examples per step."),
@@ -75,7 +76,7 @@ def train(
     settings = {k: v for k, v in dict(text_column=text_column, label_column=label_column,
                                       text_pair_column=text_pair_column, label_separator=label_separator,
                                       long_text=long_text, stride=stride, chunk_pooling=chunk_pooling, model=model, recipe=recipe,
-                                      contrastive_pairs=contrastive_pairs, fine_tuned_share=fine_tuned_share, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                      contrastive_pairs=contrastive_pairs, label_name_rows=label_name_rows, fine_tuned_share=fine_tuned_share, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                                       max_length=max_length, pooling=pooling, dropout=dropout, freeze_layers=freeze_layers,
                                       max_time=max_time, seed=seed, checkpoint_minutes=checkpoint_minutes).items()
                 if v is not None}

@@ -31,6 +31,7 @@ class TrainConfig:
     batch_size: int = 32  # examples per optimizer step (64 over 10,000 rows: training.LARGE_DATA_SETTINGS)
     learning_rate: float = 2e-4  # peak AdamW learning rate (top layer and head), reached after warmup
     contrastive_pairs: int = 0  # >0: first, the encoder learns from this many same-label and as many other-label partners per training text (SetFit's contrastive stage; single-label)
+    label_name_rows: int = 0  # each label's name (if it has a letter, so not an id like 1) joins the training texts this many times, with its own label (few-shot recipe: 4)
     head_init: str = "random"  # "random": a fresh linear head; "fit": a logistic regression on the pooled vectors first (linear probe, then fine-tune)
     fine_tuned_share: float = 1.0  # the model kept is this share of the fine-tuned weights plus the rest of the starting ones (after the head fit): WiSE-FT; 1: the fine-tuned weights alone
     head_learning_rate: float | None = None  # the head's own peak learning rate; None: learning_rate
@@ -74,6 +75,8 @@ class TrainConfig:
             bad("weight_decay", self.weight_decay, "use 0 or more, e.g. 0.01")
         if not 0 < self.layer_lr_decay <= 1:
             bad("layer_lr_decay", self.layer_lr_decay, "use a value in (0, 1]; 1 turns it off")
+        if not isinstance(self.label_name_rows, int) or isinstance(self.label_name_rows, bool) or self.label_name_rows < 0:
+            bad("label_name_rows", self.label_name_rows, "use a whole number of copies, e.g. 4, or 0 to leave the names out")
         if not isinstance(self.freeze_layers, int) or isinstance(self.freeze_layers, bool) or self.freeze_layers < 0:
             bad("freeze_layers", self.freeze_layers, "use a whole number of layers, e.g. 2, or 0 to train every layer")
         if not isinstance(self.packing, bool):
