@@ -5,19 +5,18 @@ import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import sst2_rows, write_csv
+from conftest import cli, sst2_rows, write_csv
 
-FINEBERT = str(Path(sys.executable).parent / "finebert")
 
 
 def predict_to(model, source, output, *extra):
-    return subprocess.run([FINEBERT, "predict", str(model), "--file", str(source), "--output", str(output), "--quiet",
-                           *map(str, extra)], capture_output=True, text=True, timeout=600)
+    """`finebert predict MODEL --file SOURCE --output OUTPUT`, through the console script's entry point in this
+    process (conftest.cli: the same code, without 6 s of imports a call; test_cli.py runs the installed script)."""
+    return cli("predict", model, "--file", source, "--output", output, "--quiet", *extra)
 
 
 @pytest.fixture(scope="module")
