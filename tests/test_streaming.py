@@ -12,7 +12,6 @@ import pytest
 from conftest import cli, sst2_rows, write_csv
 
 
-
 def predict_to(model, source, output, *extra):
     """`finebert predict MODEL --file SOURCE --output OUTPUT`, through the console script's entry point in this
     process (conftest.cli: the same code, without 6 s of imports a call; test_cli.py runs the installed script)."""

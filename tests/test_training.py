@@ -355,7 +355,7 @@ def test_frozen_layers_stay_as_loaded_and_the_layers_above_train():
 
     names, changed = weights_changed_by_training(freeze_layers=2)
     frozen = {k for k in names if k.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.",
-                                                   "encoder.encoder.layer.1."))}
+                                                "encoder.encoder.layer.1."))}
     assert len(frozen) > 30 and not frozen & changed, sorted(frozen & changed)
     assert {"encoder.encoder.layer.2.attention.self.query.weight", "encoder.encoder.layer.5.output.dense.weight",
             "head.weight"} <= changed
