@@ -49,13 +49,12 @@ def test_the_head_starts_as_a_logistic_regression_on_the_embeddings(tmp_path, ba
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from finebert import training
     from finebert.model import build_model
-    from finebert.training import fit_head, prepare
+    from finebert.training import fit_head, prepare, warm_start
 
     if share:
-        monkeypatch.setattr(training, "HEAD_FIT_SHARE", share)
-        monkeypatch.setattr(training, "HEAD_FIT_MIN_CHUNKS", minimum)
+        monkeypatch.setattr(warm_start, "HEAD_FIT_SHARE", share)
+        monkeypatch.setattr(warm_start, "HEAD_FIT_MIN_CHUNKS", minimum)
 
     data = subset_file(tmp_path, relative, rows)
     # the file's rows alone (no label names as extra texts), so that `rows` counts the chunks the fit may read

@@ -169,7 +169,7 @@ def test_health_reports_a_dead_model_worker(trained):
     app = app_with(trained, clf.engine)
     with TestClient(app) as client:
         assert client.get("/health").status_code == 200
-        app.state.worker.cancel()
+        app.state.service.worker.cancel()
         time.sleep(0.1)
         r = client.get("/health")
         assert r.status_code == 503 and "worker has stopped" in r.json()["error"]

@@ -9,11 +9,11 @@
 Importing finebert is cheap: torch and transformers load on first use.
 """
 
-__version__ = "0.1.0"
 __all__ = ["train", "evaluate", "audit", "Classifier", "TrainConfig", "FinebertError", "__version__"]
 
 from finebert.config import TrainConfig
 from finebert.errors import FinebertError
+from finebert.version import __version__
 
 
 def __getattr__(name):  # lazy: `finebert.Classifier` imports torch only when touched

@@ -14,48 +14,100 @@ RECIPES = ("auto", "few-shot", "head-first", "fine-tune")
 HEAD_INITS = ("random", "fit")
 
 
+def setting(default, help: str, *, option: bool = True, parse=None):
+    """A TrainConfig field with its one description, `help`: the CLI's --help and the docs read it from here.
+    option=False keeps a field off the command line (the recipes set it; the Python API takes it).
+    parse: how the CLI turns the option's text into the value (a comma-separated list, say)."""
+    return dataclasses.field(default=default, metadata={"help": help, "option": option, "parse": parse})
+
+
+def parse_names(text: str) -> list[str]:
+    """--label-names negative,positive -> ["negative", "positive"]."""
+    return [name.strip() for name in text.split(",")]
+
+
+def parse_class_weights(text: str) -> str | dict[str, float]:
+    """--class-weights: "auto", or label=weight pairs such as ham=1,spam=4 -> {"ham": 1.0, "spam": 4.0}."""
+    if text.strip() == "auto":
+        return "auto"
+    weights = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ConfigError(f"--class-weights {text!r}: cannot read {part!r}; use auto or label=weight pairs, e.g. ham=1,spam=4")
+    return weights
+
+
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run. Defaults were measured on SST-2 (benchmarks/RESULTS.md)."""
+    """Everything that decides a training run. Defaults were measured on SST-2 (benchmarks/RESULTS.md).
+    Each field's description is its `help` (setting above); fields with option=False are not on the CLI."""
 
-    model: str = DEFAULT_BACKBONE  # backbone: the default package, a local Hugging Face BERT-family folder, or a hub id
-    text_column: str | None = None  # None: the first of text/sentence/review/... found in the file
-    label_column: str | None = None  # None: the first of label/labels/sentiment/class/... found in the file
-    text_pair_column: str | None = None  # sentence pairs: the column of the second text ([CLS] a [SEP] b [SEP])
-    label_names: list[str] | None = None  # names for integer labels in numeric order, e.g. ["negative", "positive"]
-    multi_label: bool = False  # each row may carry several labels (sigmoids, per-label thresholds); JSON lists turn it on by themselves
-    label_separator: str = ","  # multi-label: the labels in one CSV/TSV cell are joined by this
-    class_weights: str | dict | None = None  # None: every class alike; "auto": inverse class frequency; or {label: weight}
-    recipe: str = "auto"  # "auto": chosen from the data size (few-shot, head-first, fine-tune); see training.RECIPE_SETTINGS
-    epochs: float | None = None  # passes over the data; None: chosen from the data size (recipe_epochs), 1 for large data
-    batch_size: int = 32  # examples per optimizer step (64 over 10,000 rows: training.LARGE_DATA_SETTINGS)
-    learning_rate: float = 2e-4  # peak AdamW learning rate (top layer and head), reached after warmup
-    contrastive_pairs: int = 0  # >0: first, the encoder learns from this many same-label and as many other-label partners per training text (SetFit's contrastive stage; single-label)
-    label_name_rows: int = 0  # each label's name (if it has a letter, so not an id like 1) joins the training texts this many times, with its own label (few-shot recipe: 4)
-    head_init: str = "random"  # "random": a fresh linear head; "fit": a logistic regression on the pooled vectors first (linear probe, then fine-tune)
-    fine_tuned_share: float = 1.0  # the model kept is this share of the fine-tuned weights plus the rest of the starting ones (after the head fit): WiSE-FT; 1: the fine-tuned weights alone
-    head_learning_rate: float | None = None  # the head's own peak learning rate; None: learning_rate
-    warmup_ratio: float = 0.06  # fraction of steps with the learning rate rising linearly from 0
-    weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm)
-    layer_lr_decay: float = 0.8  # each layer below the top gets this times the learning rate of the one above (1: off)
-    freeze_word_embeddings: bool = False  # True: the word-embedding table (30k x H) is not trained: no gradient, no optimizer state for it
-    freeze_layers: int = 0  # >0: the embeddings and this many lowest encoder layers are not trained, so backward stops above them (2: about a fifth less time on 8,000 SST-2 rows, -0.1 to -0.2 points; RESULTS.md)
-    packing: bool = True  # several short texts share a row of a training batch, each seeing only itself: the same result with little padding (BERT backbones)
-    length_window: int = 4  # batches are cut from groups of this many batches' texts sorted by length: 1 = plain random batches, more = less padding but batches more alike
-    max_grad_norm: float = 1.0  # gradients are clipped to this global L2 norm
-    max_length: int = 128  # tokens per text (per chunk with long_text="window"), [CLS] and [SEP] included
-    long_text: str = "truncate"  # texts over max_length: "truncate", "head-tail" (first quarter + last three quarters) or "window" (overlapping chunks)
-    stride: int = 32  # window: tokens each chunk shares with the next one
-    chunk_pooling: str = "mean"  # window: a text's logits are the "mean" or "max" of its chunks' logits
-    dropout: float = 0.0  # dropout rate in every layer (encoder and before the head); 0 scored best in 1-epoch runs, BERT's own is 0.1
-    pooling: str = "cls"  # "cls": the final hidden state of [CLS]; "mean": mean of all token states; "normalized-mean": that mean at unit length (a sentence embedding)
-    validation_split: float = 0.1  # without a validation file, this fraction is held out (stratified by class) ...
-    validation_max_rows: int = 2000  # ... but never more than this many rows
-    precision: str = "auto"  # "auto": bf16 autocast where the CPU/GPU supports it, else fp32; or "bf16"/"fp32"
-    max_time: float | None = None  # seconds; training stops cleanly when reached and keeps the best model
-    checkpoint_minutes: float = 5.0  # with an output folder: a checkpoint this often, and at each epoch's end
-    seed: int = 42  # seeds data order, dropout and head initialisation
-    eval_batch_size: int = 32  # examples per batch for validation and prediction (texts sorted by length)
+    # -- the data -------------------------------------------------------------------------------
+    text_column: str | None = setting(None, "Column holding the text (default: text/sentence/review/...).")
+    label_column: str | None = setting(None, "Column holding the label (default: label/labels/sentiment/...).")
+    text_pair_column: str | None = setting(None, "Sentence pairs: the column of the second text.")
+    label_names: list[str] | None = setting(None, "Names for integer labels in numeric order, e.g. negative,positive.",
+                                            parse=parse_names)
+    multi_label: bool = setting(False, "Rows may carry several labels, joined by --label-separator.")
+    label_separator: str = setting(",", "Multi-label: the separator between labels in a cell (default ,).")
+    class_weights: str | dict | None = setting(
+        None, "auto (inverse class frequency) or label=weight pairs, e.g. ham=1,spam=4.", parse=parse_class_weights)
+    # -- long texts -----------------------------------------------------------------------------
+    long_text: str = setting("truncate", "Texts over --max-length: truncate (default), head-tail or window.")
+    stride: int = setting(32, "window: tokens shared by consecutive chunks (default 32).")
+    chunk_pooling: str = setting("mean", "window: a text's logits are the mean (default) or max of its chunks'.")
+    # -- the model and the recipe ---------------------------------------------------------------
+    model: str = setting(DEFAULT_BACKBONE, "Backbone: a local Hugging Face BERT-family folder or a hub id "
+                                           "(default: all-MiniLM-L6-v2).")
+    recipe: str = setting("auto", "auto (default: few-shot up to 300 rows, head-first up to 10,000, else fine-tune), "
+                                  "few-shot, head-first or fine-tune.")
+    contrastive_pairs: int = setting(0, "SetFit's contrastive stage first: same-label and other-label partners per "
+                                        "text, e.g. 20 (default 0: none).")
+    label_name_rows: int = setting(0, "Add each label's name (if it has a letter) as a training text this many times "
+                                      "(few-shot default 4, else 0).")
+    fine_tuned_share: float = setting(1.0, "Keep the weights this share of the way from the start (after the head "
+                                           "fit) to the fine-tuned ones (WiSE-FT; few-shot default 0.7, else 1).")
+    head_init: str = setting("random", "random: a fresh linear head; fit: a logistic regression on the pooled vectors "
+                                       "first (a linear probe, then fine-tuning).", option=False)
+    # -- optimisation ---------------------------------------------------------------------------
+    epochs: float | None = setting(None, "Passes over the data (default: chosen from the data size).")
+    batch_size: int = setting(32, "Examples per step.")
+    learning_rate: float = setting(2e-4, "Peak learning rate.")
+    head_learning_rate: float | None = setting(None, "The head's own peak learning rate (default: learning_rate).",
+                                               option=False)
+    warmup_ratio: float = setting(0.06, "Fraction of steps with the learning rate rising linearly from 0.",
+                                  option=False)
+    weight_decay: float = setting(0.01, "AdamW's decoupled weight decay (not on biases and LayerNorm).", option=False)
+    layer_lr_decay: float = setting(0.8, "Each layer below the top gets this times the learning rate of the one "
+                                         "above (1: off).", option=False)
+    max_grad_norm: float = setting(1.0, "Gradients are clipped to this global L2 norm.", option=False)
+    max_length: int = setting(128, "Tokens per text (per chunk with --long-text window).")
+    pooling: str = setting("cls", "cls (default), mean or normalized-mean.")
+    dropout: float = setting(0.0, "Dropout rate in every layer (default 0; try 0.1 for small data and several epochs).")
+    # -- speed ----------------------------------------------------------------------------------
+    freeze_word_embeddings: bool = setting(False, "The word-embedding table is not trained: no gradient, no "
+                                                  "optimizer state for it.", option=False)
+    freeze_layers: int = setting(0, "Leave the embeddings and this many lowest layers untrained: faster, e.g. 2 "
+                                    "(default 0: all trained).")
+    precision: str = setting("auto", "auto (default: bf16 where the CPU or GPU has bf16 arithmetic, else fp32), "
+                                     "bf16 or fp32.")
+    packing: bool = setting(True, "Several short texts share a row of a training batch, each seeing only itself: "
+                                  "the same result with little padding (BERT backbones).", option=False)
+    length_window: int = setting(4, "Batches are cut from groups of this many batches' texts sorted by length: 1 = "
+                                    "plain random batches, more = less padding but batches more alike.", option=False)
+    eval_batch_size: int = setting(32, "Examples per batch for validation and prediction.", option=False)
+    # -- validation and the run -----------------------------------------------------------------
+    validation_split: float = setting(0.1, "Without a validation file, this fraction is held out (stratified by "
+                                           "class) ...", option=False)
+    validation_max_rows: int = setting(2000, "... but never more than this many rows.", option=False)
+    max_time: float | None = setting(None, "Stop after this many seconds, keeping the best model.")
+    seed: int = setting(42, "Random seed.")
+    checkpoint_minutes: float = setting(5.0, "Save a checkpoint this often (default 5) and at each epoch's end.")
 
     def __post_init__(self):
         def bad(name, value, fix):

@@ -24,6 +24,7 @@ from pathlib import Path
 from finebert.config import TrainConfig
 from finebert.errors import ModelError
 from finebert.labels import LabelSpace
+from finebert.version import __version__
 
 FINEBERT_FILE = "finebert.json"
 SCHEMA_VERSION = 2  # 1: the first release (labels, raw_labels); 2: label_space, schema_version, calibration
@@ -83,8 +84,6 @@ def read_info(folder: str | Path) -> ModelInfo:
 
 def write_info(folder: str | Path, info: ModelInfo) -> None:
     """Replaces finebert.json atomically (written to a temporary file, flushed, renamed)."""
-    from finebert import __version__
-
     info.finebert_version = __version__
     _write_atomic(Path(folder) / FINEBERT_FILE, json.dumps(info.to_dict(), indent=2) + "\n")
 
@@ -136,6 +135,28 @@ def check_output_folder(folder: Path) -> None:
     ours = folder.is_dir() and ((folder / FINEBERT_FILE).is_file() or {p.name for p in folder.iterdir()} <= {"checkpoints"})
     if not ours:
         raise ModelError(f"{folder}: exists and is not a finebert model folder; choose a new --output folder")
+
+
+def check_writable(output: Path, backbone: Path) -> None:
+    """Refuses, before training, an output folder that cannot be written or a disk without room for the
+    model and two checkpoints (each: weights, two optimizer moments, best weights): 10x the backbone."""
+    import shutil
+    import tempfile
+
+    needed = 10 * sum(f.stat().st_size for f in backbone.glob("*.safetensors"))
+
+    parent = output if output.is_dir() else output.parent
+    while not parent.exists():
+        parent = parent.parent
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise ModelError(f"{output}: cannot write there ({e.strerror}); choose another --output folder") from None
+    free = shutil.disk_usage(parent).free
+    if free < needed:
+        raise ModelError(f"{output}: only {free / 2**20:.0f} MB free on that disk, and this run needs about "
+                         f"{needed / 2**20:.0f} MB (model and checkpoints); free some space or choose another --output")
 
 
 def _replace_folder(new: Path, target: Path) -> None:

@@ -17,6 +17,7 @@ own model and micro-batcher and an equal share of the cores for the engine.
 
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -26,6 +27,17 @@ from importlib.resources import files
 from pathlib import Path
 
 from finebert.errors import ConfigError, MissingExtraError
+from finebert.version import __version__
+
+try:
+    import uvicorn
+    from fastapi import APIRouter, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
+    from pydantic import BaseModel
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError as missing:  # the [serve] extra: `finebert serve` says so in one line, before anything else
+    raise MissingExtraError(missing.name or "fastapi", "serve") from None
 
 MAX_AUTO_WORKERS = 8  # serve(workers=None): one server process per core, up to this many
 WORKER_SETTINGS = "FINEBERT_SERVE_WORKER"  # environment variable: what each worker process loads (JSON)
@@ -92,139 +104,184 @@ class MicroBatcher:
                 start += len(job.texts)
 
 
-def create_app(classifier, *, api_key: str | None = None, limits: Limits | None = None):
-    """The FastAPI application for `classifier`."""
-    try:
-        from fastapi import FastAPI
-        from fastapi.exceptions import RequestValidationError
-        from fastapi.responses import HTMLResponse, JSONResponse
-        from pydantic import BaseModel
-        from starlette.exceptions import HTTPException as StarletteHTTPException
-    except ImportError:
-        raise MissingExtraError("fastapi", "serve") from None
+class TextPair(BaseModel):
+    text: str
+    text_pair: str
 
-    limits = limits or Limits()
 
-    class TextPair(BaseModel):
-        text: str
-        text_pair: str
+class PredictRequest(BaseModel):
+    texts: list[str | TextPair]
 
-    class PredictRequest(BaseModel):
-        texts: list[str | TextPair]
 
-    class ExplainRequest(PredictRequest):
-        label: str | None = None  # explain this label instead of each text's top one
+class ExplainRequest(PredictRequest):
+    label: str | None = None  # explain this label instead of each text's top one
 
-    def error(status: int, message: str):
-        return JSONResponse({"error": message}, status_code=status)
 
-    example = '{"texts": [{"text": "...", "text_pair": "..."}]}' if classifier.pairs else '{"texts": ["..."]}'
+class Refusal(Exception):
+    """A request the server will not (or cannot) answer: one handler turns it into {"error": message}."""
 
-    async def lifespan(app):
-        app.state.batcher = MicroBatcher(classifier, limits)
-        app.state.worker = asyncio.create_task(app.state.batcher.run())
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def error(status: int, message: str) -> JSONResponse:
+    """The one shape of every error the server sends."""
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class Service:
+    """What the routes share: the classifier, its limits, the micro-batcher and the worker task that runs it."""
+
+    def __init__(self, classifier, limits: Limits):
+        self.classifier, self.limits = classifier, limits
+        self.batcher = MicroBatcher(classifier, limits)
+        self.worker: asyncio.Task | None = None  # started with the app (lifespan)
+        self.explaining = asyncio.Lock()  # one explanation at a time: integrated gradients are heavy
+        self.example = '{"texts": [{"text": "...", "text_pair": "..."}]}' if classifier.pairs else '{"texts": ["..."]}'
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        self.worker = asyncio.create_task(self.batcher.run())
         yield
-        app.state.worker.cancel()
+        self.worker.cancel()
 
-    app = FastAPI(title="finebert", version=_version(), lifespan=lifespan,
-                  description=f"Text classification with labels: {', '.join(classifier.labels)}")
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request, exc):
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return error(422, f"invalid request body{' at ' + where if where else ''}: {first.get('msg', 'malformed')}; "
-                          f"send {example}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request, exc):  # 404, 405, a body that is not UTF-8 (400): the same JSON shape
-        return error(exc.status_code, f"{exc.detail}; send {example} to POST /predict")
-
-    @app.exception_handler(Exception)
-    async def internal_error(request, exc):  # a bug, not bad input: still JSON, and the server stays up
-        return error(500, f"internal error ({type(exc).__name__}); the request was not scored")
-
-    app.add_middleware(_Guard, limits=limits, api_key=api_key, json_error=error)
-
-    def read(items, most: int):
-        """(texts, pairs, None) from a request's items, or (None, None, an error response)."""
+    def read(self, items: list, most: int) -> tuple[list[str], list[str] | None]:
+        """(texts, pairs) from a request's items, checked against the model and the limits."""
+        pairs_model, limits = self.classifier.pairs, self.limits
         if not items:
-            return None, None, error(422, f"texts is empty; send {example} with at least one text")
+            raise Refusal(422, f"texts is empty; send {self.example} with at least one text")
         if len(items) > most:
-            return None, None, error(413, f"{len(items)} texts in one request; the limit is {most}, split the request")
-        if any(isinstance(t, TextPair) != classifier.pairs for t in items):
-            kind = "sentence pairs" if classifier.pairs else "single texts"
-            return None, None, error(422, f"this model classifies {kind}; send {example}")
+            raise Refusal(413, f"{len(items)} texts in one request; the limit is {most}, split the request")
+        if any(isinstance(t, TextPair) != pairs_model for t in items):
+            kind = "sentence pairs" if pairs_model else "single texts"
+            raise Refusal(422, f"this model classifies {kind}; send {self.example}")
         texts = [t.text if isinstance(t, TextPair) else t for t in items]
-        pairs = [t.text_pair for t in items] if classifier.pairs else None
+        pairs = [t.text_pair for t in items] if pairs_model else None
         for i, text in enumerate(texts + (pairs or [])):
             where = f"texts[{i % len(texts)}]" + (".text_pair" if i >= len(texts) else "")
             if not text.strip():
-                return None, None, error(422, f"{where} is empty; send non-empty texts")
+                raise Refusal(422, f"{where} is empty; send non-empty texts")
             if len(text) > limits.max_chars:
-                return None, None, error(413, f"{where} has {len(text)} characters; the limit is {limits.max_chars}")
-        if classifier.config.long_text == "window":
-            chunks = len(classifier.encode(texts).ids)
+                raise Refusal(413, f"{where} has {len(text)} characters; the limit is {limits.max_chars}")
+        if self.classifier.config.long_text == "window":
+            chunks = len(self.classifier.encode(texts).ids)
             if chunks > limits.max_chunks:
-                return None, None, error(413, f"these texts make {chunks} chunks of {classifier.config.max_length} "
-                                              f"tokens; the limit is {limits.max_chunks}, send fewer or shorter texts")
-        return texts, pairs, None
+                raise Refusal(413, f"these texts make {chunks} chunks of {self.classifier.config.max_length} "
+                                   f"tokens; the limit is {limits.max_chunks}, send fewer or shorter texts")
+        return texts, pairs
 
-    @app.post("/predict")
-    async def predict(body: PredictRequest):
-        texts, pairs, refusal = read(body.texts, limits.max_texts)
-        if refusal:
-            return refusal
-        if app.state.worker.done():
-            return error(503, "the model worker has stopped; restart the server")
+    def stopped(self) -> str | None:
+        """Why the model worker is no longer running, or None while it runs."""
+        if not self.worker.done():
+            return None
+        return "cancelled" if self.worker.cancelled() else repr(self.worker.exception())
+
+    async def predict(self, texts: list[str], pairs: list[str] | None):
+        if self.stopped():
+            raise Refusal(503, "the model worker has stopped; restart the server")
         try:
-            predictions = await asyncio.wait_for(app.state.batcher.predict(texts, pairs), limits.timeout_s)
+            return await asyncio.wait_for(self.batcher.predict(texts, pairs), self.limits.timeout_s)
         except asyncio.TimeoutError:
-            return error(503, f"the model did not answer within {limits.timeout_s:g} s; try again later")
+            raise Refusal(503, f"the model did not answer within {self.limits.timeout_s:g} s; try again later") from None
         except Exception as e:
-            return error(500, f"the model failed on this request ({type(e).__name__}: {e})")
-        return JSONResponse({"predictions": [p.to_dict() for p in predictions]})  # skips FastAPI's re-encoding
+            raise Refusal(500, f"the model failed on this request ({type(e).__name__}: {e})") from None
 
-    explaining = asyncio.Lock()  # one explanation at a time: integrated gradients are heavy
-
-    @app.post("/explain")
-    async def explain(body: ExplainRequest):
-        texts, pairs, refusal = read(body.texts, limits.max_explain)
-        if refusal:
-            return refusal
-        if body.label is not None and body.label not in classifier.labels:
-            return error(422, f"label {body.label!r} is not one of {', '.join(classifier.labels)}")
+    async def explain(self, texts: list[str], pairs: list[str] | None, label: str | None):
+        if label is not None and label not in self.classifier.labels:
+            raise Refusal(422, f"label {label!r} is not one of {', '.join(self.classifier.labels)}")
         try:
-            async with explaining:
-                found = await asyncio.wait_for(asyncio.to_thread(classifier.explain, texts, pairs, label=body.label),
-                                               limits.timeout_s)
+            async with self.explaining:
+                return await asyncio.wait_for(asyncio.to_thread(self.classifier.explain, texts, pairs, label=label),
+                                              self.limits.timeout_s)
         except asyncio.TimeoutError:
-            return error(503, f"the explanation took over {limits.timeout_s:g} s; send fewer or shorter texts")
+            raise Refusal(503, f"the explanation took over {self.limits.timeout_s:g} s; send fewer or shorter texts") from None
         except MissingExtraError as e:
-            return error(501, str(e))
-        return JSONResponse({"explanations": [e.to_dict() for e in found]})
+            raise Refusal(501, str(e)) from None
 
-    @app.get("/health")
-    async def health():
-        worker = app.state.worker
-        if worker.done():
-            reason = "cancelled" if worker.cancelled() else repr(worker.exception())
-            return error(503, f"unhealthy: the model worker has stopped ({reason})")
-        return {"status": "ok"}
-
-    @app.get("/info")
-    async def info():
-        config = classifier.config
-        return {"labels": classifier.labels, "problem_type": classifier.label_space.problem_type,
-                "text_pair": classifier.pairs, "long_text": config.long_text, "backbone": config.model,
-                "engine": classifier.engine.name, "metrics": classifier.metrics, "max_length": config.max_length,
+    def info(self) -> dict:
+        clf, config, limits = self.classifier, self.classifier.config, self.limits
+        return {"labels": clf.labels, "problem_type": clf.label_space.problem_type, "text_pair": clf.pairs,
+                "long_text": config.long_text, "backbone": config.model, "engine": clf.engine.name,
+                "metrics": clf.metrics, "max_length": config.max_length,
                 "limits": {"max_texts": limits.max_texts, "max_chars": limits.max_chars,
                            "max_chunks": limits.max_chunks, "max_body_bytes": limits.max_body_bytes}}
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page():
-        return (files("finebert") / "page.html").read_text(encoding="utf-8")
 
+# -- the routes: each reads the request, asks the service, answers -------------------------------------
+router = APIRouter()
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+@router.post("/predict")
+async def predict(body: PredictRequest, request: Request):
+    service = _service(request)
+    texts, pairs = service.read(body.texts, service.limits.max_texts)
+    predictions = await service.predict(texts, pairs)
+    return JSONResponse({"predictions": [p.to_dict() for p in predictions]})  # skips FastAPI's re-encoding
+
+
+@router.post("/explain")
+async def explain(body: ExplainRequest, request: Request):
+    service = _service(request)
+    texts, pairs = service.read(body.texts, service.limits.max_explain)
+    found = await service.explain(texts, pairs, body.label)
+    return JSONResponse({"explanations": [e.to_dict() for e in found]})
+
+
+@router.get("/health")
+async def health(request: Request):
+    reason = _service(request).stopped()
+    if reason:
+        raise Refusal(503, f"unhealthy: the model worker has stopped ({reason})")
+    return {"status": "ok"}
+
+
+@router.get("/info")
+async def info(request: Request):
+    return _service(request).info()
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def page():
+    return (files("finebert") / "page.html").read_text(encoding="utf-8")
+
+
+# -- errors: every one answered as {"error": "..."} --------------------------------------------------
+async def _refused(request: Request, exc: Refusal):
+    return error(exc.status, exc.message)
+
+
+async def _invalid_body(request: Request, exc: RequestValidationError):
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return error(422, f"invalid request body{' at ' + where if where else ''}: {first.get('msg', 'malformed')}; "
+                      f"send {_service(request).example}")
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException):  # 404, 405, a malformed body (400)
+    return error(exc.status_code, f"{exc.detail}; send {_service(request).example} to POST /predict")
+
+
+async def _internal_error(request: Request, exc: Exception):  # a bug, not bad input: still JSON, the server stays up
+    return error(500, f"internal error ({type(exc).__name__}); the request was not scored")
+
+
+def create_app(classifier, *, api_key: str | None = None, limits: Limits | None = None) -> FastAPI:
+    """The FastAPI application for `classifier`."""
+    service = Service(classifier, limits or Limits())
+    app = FastAPI(title="finebert", version=__version__, lifespan=service.lifespan,
+                  description=f"Text classification with labels: {', '.join(classifier.labels)}")
+    app.state.service = service
+    app.include_router(router)
+    app.add_exception_handler(Refusal, _refused)
+    app.add_exception_handler(RequestValidationError, _invalid_body)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(_Guard, limits=service.limits, api_key=api_key)
     return app
 
 
@@ -233,8 +290,8 @@ class _Guard:
     limit, checked on Content-Length and on the bytes that arrive (a chunked body has no Content-Length):
     the body is read here, up to the limit, and handed on to the app."""
 
-    def __init__(self, app, *, limits: Limits, api_key: str | None, json_error):
-        self.app, self.limits, self.api_key, self.error = app, limits, api_key, json_error
+    def __init__(self, app, *, limits: Limits, api_key: str | None):
+        self.app, self.limits, self.api_key = app, limits, api_key
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -243,10 +300,10 @@ class _Guard:
         limit = self.limits.max_body_bytes
         length = headers.get(b"content-length", b"0")
         if length.isdigit() and int(length) > limit:
-            return await self.error(413, f"request body is {int(length)} bytes; the limit is {limit}")(scope, receive, send)
+            return await error(413, f"request body is {int(length)} bytes; the limit is {limit}")(scope, receive, send)
         if self.api_key and scope["path"] in ("/predict", "/explain", "/info"):
             if not secrets.compare_digest(headers.get(b"x-api-key", b""), self.api_key.encode()):
-                response = self.error(401, "missing or wrong API key; send it in the X-API-Key header")
+                response = error(401, "missing or wrong API key; send it in the X-API-Key header")
                 return await response(scope, receive, send)
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
@@ -260,8 +317,15 @@ class _Guard:
             size += len(body[-1])
             more = message.get("more_body", False)
             if size > limit:
-                return await self.error(413, f"request body is over {limit} bytes; the limit is {limit}")(scope, receive, send)
-        replay = [{"type": "http.request", "body": b"".join(body), "more_body": False}]
+                return await error(413, f"request body is over {limit} bytes; the limit is {limit}")(scope, receive, send)
+        body = b"".join(body)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            example = scope["app"].state.service.example
+            return await error(400, f"the request body is not valid UTF-8 (byte {e.start}); send JSON encoded "
+                                    f"as UTF-8, e.g. {example}")(scope, receive, send)
+        replay = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def buffered_receive():
             return replay.pop() if replay else await receive()
@@ -270,17 +334,13 @@ class _Guard:
 
 
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          engine: str = "auto", limits: Limits | None = None, workers: int | None = None) -> None:
-    """Loads the model and serves it until interrupted.
+          engine: str = "auto", limits: Limits | None = None, workers: int | None = None, on_ready=None) -> None:
+    """Loads the model and serves it until interrupted; `on_ready()` is called once the model has loaded.
 
     workers: server processes on the one port, each with its own copy of the model and an equal share of the
     cores (None: one per core, at most MAX_AUTO_WORKERS). One Python process parses HTTP and JSON on one core
     at a time; several keep every core busy (measured: 1.29-1.36x the texts/s on 2 cores, benchmarks/RESULTS.md).
     """
-    try:
-        import uvicorn
-    except ImportError:
-        raise MissingExtraError("uvicorn", "serve") from None
     from finebert.engines import usable_cores
     from finebert.inference import Classifier
 
@@ -294,6 +354,8 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, api_k
     # competes with ONNX Runtime for the cores (measured: +8% texts/s without it, benchmarks/RESULTS.md).
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     classifier = Classifier.load(model, engine=engine, threads=threads)  # a bad folder fails here, before any worker
+    if on_ready is not None:  # the model loads: the caller may say where it is served
+        on_ready()
     # timeout_keep_alive: idle connections are closed after 5 s, so slow or stalled clients cannot pile up
     options = dict(host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=5)
     if workers == 1:
@@ -314,9 +376,3 @@ def worker_app():
     settings = json.loads(os.environ[WORKER_SETTINGS])
     classifier = Classifier.load(settings["model"], engine=settings["engine"], threads=settings["threads"])
     return create_app(classifier, api_key=settings["api_key"], limits=Limits(**settings["limits"]))
-
-
-def _version() -> str:
-    from finebert import __version__
-
-    return __version__

@@ -24,73 +24,33 @@ from typing import List, Optional
 
 import typer
 
+from finebert.cli.options import SETTINGS, AsJson, Engine, LabelColumn, PairColumn, TextColumn, config_options
 from finebert.errors import FinebertError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Fine-tune BERT-family encoders for text classification, fast on CPUs.")
 
-TextColumn = typer.Option(None, "--text-column", help="Column holding the text (default: text/sentence/review/...).")
-LabelColumn = typer.Option(None, "--label-column", help="Column holding the label (default: label/labels/sentiment/...).")
-PairColumn = typer.Option(None, "--text-pair-column", help="Column holding the second text of a sentence pair (default: the model's).")
-AsJson = typer.Option(False, "--json", help="Print JSON instead of a table.")
-Engine = typer.Option("auto", "--engine", help="auto (fastest validated), pytorch, onnx-fp32 or onnx-int8.")
 
 
 @app.command()
+@config_options()
 def train(
     data: Path = typer.Argument(..., help="Training data: .csv, .tsv or .jsonl with a text and a label column."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder to write the model to."),
     validation: Optional[Path] = typer.Option(None, help="Validation file (default: a stratified split of DATA)."),
-    text_column: Optional[str] = TextColumn,
-    label_column: Optional[str] = LabelColumn,
-    text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column", help="Sentence pairs: the column of the second text."),
-    label_names: Optional[str] = typer.Option(None, help="Names for integer labels in numeric order, e.g. negative,positive."),
-    multi_label: bool = typer.Option(False, "--multi-label", help="Rows may carry several labels, joined by --label-separator."),
-    label_separator: Optional[str] = typer.Option(None, help="Multi-label: the separator between labels in a cell (default ,)."),
-    class_weights: Optional[str] = typer.Option(None, help="auto (inverse class frequency) or label=weight pairs, e.g. ham=1,spam=4."),
-    long_text: Optional[str] = typer.Option(None, help="Texts over --max-length: truncate (default), head-tail or window."),
-    stride: Optional[int] = typer.Option(None, help="window: tokens shared by consecutive chunks (default 32)."),
-    chunk_pooling: Optional[str] = typer.Option(None, help="window: a text's logits are the mean (default) or max of its chunks'."),
-    model: Optional[str] = typer.Option(None, help="Backbone: a local Hugging Face BERT-family folder or a hub id (default: all-MiniLM-L6-v2)."),
-    recipe: Optional[str] = typer.Option(None, help="auto (default: few-shot up to 300 rows, head-first up to 10,000, else fine-tune), few-shot, head-first or fine-tune."),
-    contrastive_pairs: Optional[int] = typer.Option(None, help="SetFit's contrastive stage first: same-label and other-label partners per text, e.g. 20 (default 0: none)."),
-    label_name_rows: Optional[int] = typer.Option(None, help="Add each label's name (if it has a letter) as a training text this many times (few-shot default 4, else 0)."),
-    fine_tuned_share: Optional[float] = typer.Option(None, help="Keep the weights this share of the way from the start (after the head fit) to the fine-tuned ones (WiSE-FT; few-shot default 0.7, else 1)."),
-    epochs: Optional[float] = typer.Option(None, help="Passes over the data (default: chosen from the data size)."),
-    batch_size: Optional[int] = typer.Option(None, help="Examples per step."),
-    learning_rate: Optional[float] = typer.Option(None, help="Peak learning rate."),
-    max_length: Optional[int] = typer.Option(None, help="Tokens per text (per chunk with --long-text window)."),
-    pooling: Optional[str] = typer.Option(None, help="cls (default), mean or normalized-mean."),
-    dropout: Optional[float] = typer.Option(None, help="Dropout rate in every layer (default 0; try 0.1 for small data and several epochs)."),
-    freeze_layers: Optional[int] = typer.Option(None, help="Leave the embeddings and this many lowest layers untrained: faster, e.g. 2 (default 0: all trained)."),
-    max_time: Optional[float] = typer.Option(None, help="Stop after this many seconds, keeping the best model."),
-    seed: Optional[int] = typer.Option(None, help="Random seed."),
-    checkpoint_minutes: Optional[float] = typer.Option(None, help="Save a checkpoint this often (default 5) and at each epoch's end."),
+    settings: dict = SETTINGS,  # an option per TrainConfig field (config_options)
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last good checkpoint in --output."),
     nproc: int = typer.Option(1, "--nproc", help="Train on this many local processes (DistributedDataParallel under torchrun)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Fine-tune a classifier on DATA and save it to --output."""
+    from finebert.training import check_data
     from finebert.training import train as run
 
-    settings = {k: v for k, v in dict(text_column=text_column, label_column=label_column,
-                                      text_pair_column=text_pair_column, label_separator=label_separator,
-                                      long_text=long_text, stride=stride, chunk_pooling=chunk_pooling, model=model, recipe=recipe,
-                                      contrastive_pairs=contrastive_pairs, label_name_rows=label_name_rows, fine_tuned_share=fine_tuned_share, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                      max_length=max_length, pooling=pooling, dropout=dropout, freeze_layers=freeze_layers,
-                                      max_time=max_time, seed=seed, checkpoint_minutes=checkpoint_minutes).items()
-                if v is not None}
-    if multi_label or label_separator is not None:
-        settings["multi_label"] = True
-    if label_names is not None:
-        settings["label_names"] = [name.strip() for name in label_names.split(",")]
-    if class_weights is not None:
-        settings["class_weights"] = _parse_weights(class_weights)
     if nproc < 1:
         raise FinebertError(f"--nproc {nproc}: use 1 or more processes")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from finebert.distributed import launch
-        from finebert.training import check_data
+        from finebert.training.distributed import launch
 
         check_data(data, validation, settings)  # bad input: one line here, not once per process
         raise SystemExit(launch(nproc, _without_option(sys.argv[1:], "--nproc")))
@@ -115,21 +75,6 @@ def _without_option(argv: list[str], name: str) -> list[str]:
         if not skip:
             out.append(arg)
     return out
-
-
-def _parse_weights(text: str):
-    if text.strip() == "auto":
-        return "auto"
-    weights = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        try:
-            weights[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            raise FinebertError(f"--class-weights {text!r}: cannot read {part!r}; use auto or label=weight pairs, e.g. ham=1,spam=4")
-    return weights
 
 
 @app.command()
@@ -265,28 +210,20 @@ def explain(
 
 
 @app.command()
+@config_options("text_column", "label_column", "text_pair_column", "label_names", "multi_label", "label_separator",
+                "long_text", "max_length", "model", "seed")
 def audit(
     data: Path = typer.Argument(..., help="Labelled data to check: .csv, .tsv or .jsonl."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the suspect rows (original columns + given_label, likely_label, score) to this CSV."),
     folds: int = typer.Option(4, help="k of the k-fold fine-tuning: each row is scored by a model trained without it."),
     epochs: float = typer.Option(1.0, help="Epochs per fold."),
     every_row: bool = typer.Option(False, "--all", help="Write every row, most suspect first, not only the flagged ones."),
-    text_column: Optional[str] = TextColumn,
-    label_column: Optional[str] = LabelColumn,
-    text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column", help="Sentence pairs: the column of the second text."),
-    multi_label: bool = typer.Option(False, "--multi-label", help="Rows may carry several labels."),
-    max_length: Optional[int] = typer.Option(None, help="Tokens per text."),
-    model: Optional[str] = typer.Option(None, help="Backbone (default: all-MiniLM-L6-v2)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    settings: dict = SETTINGS,  # TrainConfig options for each fold's training (config_options)
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Find rows whose label is probably wrong (k-fold fine-tuning + confident learning)."""
     from finebert.auditing import audit as run
 
-    settings = {k: v for k, v in dict(text_column=text_column, label_column=label_column, model=model, seed=seed,
-                                      text_pair_column=text_pair_column, max_length=max_length).items() if v is not None}
-    if multi_label:
-        settings["multi_label"] = True
     result = run(data, folds=folds, epochs=epochs, quiet=quiet, **settings)
     if output is not None:
         result.write(output, every_row=every_row)
@@ -390,10 +327,11 @@ def serve(
                                                      "a share of the cores. Default: one per core (at most 8)."),
 ):
     """Serve MODEL over HTTP: POST /predict, GET /health, GET /info, a web page at /."""
-    from finebert.serving import serve as run
+    from finebert.serving import serve as run  # without the [serve] extra: one line saying so, and nothing else
 
-    typer.echo(f"serving {model} at http://{host}:{port}/ (API docs at /docs); Ctrl+C stops", err=True)
-    run(model, host=host, port=port, api_key=api_key, engine=engine, workers=workers)
+    run(model, host=host, port=port, api_key=api_key, engine=engine, workers=workers,
+        on_ready=lambda: typer.echo(f"serving {model} at http://{host}:{port}/ (API docs at /docs); Ctrl+C stops",
+                                    err=True))
 
 
 def main() -> None:

@@ -1,0 +1,137 @@
+"""finebert.train(): the public entry to training. Checks the output, prepares the task, runs the loop, saves.
+
+    clf = train("reviews.csv", output="model/", epochs=2)    # settings are TrainConfig fields
+    clf = train("reviews.csv", output="model/", resume=True)  # continue an interrupted run
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import threading
+from pathlib import Path
+from typing import Callable
+
+from finebert.config import TrainConfig, resolve_backbone
+from finebert.data import Dataset
+from finebert.engines import TorchEngine
+from finebert.errors import ConfigError, Interrupted
+from finebert.evaluation import score_logits
+from finebert.inference import Classifier
+from finebert.labels import LabelSpace
+from finebert.model_folder import ModelInfo, check_output_folder, check_writable
+from finebert.training import checkpoints, distributed
+from finebert.training.loop import TrainState, describe_epoch
+from finebert.training.recipes import Task, describe_recipe, prepare
+
+
+def train(data: str | Path | Dataset | None = None, *, output: str | Path | None = None,
+          validation: str | Path | Dataset | None = None, config: TrainConfig | None = None, resume: bool = False,
+          quiet: bool = False, on_step: Callable[[int, float], None] | None = None,
+          label_space: LabelSpace | None = None, **settings):
+    """Fine-tunes a classifier on `data` (a file path, a Dataset, or None for the built-in sample).
+
+    Settings are TrainConfig fields, given as `config=` or as keywords (`epochs=2`). With `output`, the
+    model folder is written there (atomically), with checkpoints under output/checkpoints while training
+    runs; `resume=True` continues from the last good one. `on_step(step, loss)` is called after every
+    step. `label_space` fixes the classes (e.g. a fold of a larger file that lacks a rare one); by
+    default they are those of the training data. Returns a `finebert.Classifier`.
+    """
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r}; the settings are the fields of finebert.TrainConfig")
+    config = dataclasses.replace(config or TrainConfig(), **settings)
+    output = Path(output) if output is not None else None
+    rank, world = distributed.setup()  # several processes under torchrun (`--nproc`): this one's place
+    lead = rank == 0  # validation, checkpoints, the progress bar and the saved model are the lead's alone
+    if output is not None and lead:
+        check_output_folder(output)  # refuse before spending minutes on training
+        check_writable(output, resolve_backbone(config.model))
+    elif resume and output is None:
+        raise ConfigError("resume needs the output folder of the interrupted run; pass --output")
+    task = prepare(data, validation, config, label_space, given=set(settings))
+    config = task.config  # the recipe chosen for this data size, applied
+    state = TrainState.start(task, config, rank, world)
+    if resume:
+        checkpoints.restore(state, _last_checkpoint(output), task, config)
+    elif output is not None and checkpoints.exist(output):
+        raise ConfigError(f"{output / checkpoints.FOLDER} holds checkpoints of an unfinished run; "
+                          "add --resume to continue it, or delete that folder to start again")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=state.total_steps * config.batch_size, initial=state.step * config.batch_size, unit="ex",
+               smoothing=0, disable=quiet or not lead, desc="training")
+    if not quiet and lead:
+        bar.write(describe_recipe(config, task))
+    save = (lambda: checkpoints.checkpoint(state, output)) if output is not None and lead else None
+    with _stop_on_sigint(enabled=output is not None) as stop:
+        while not state.finished:
+            state.run_epoch(task, config, bar, on_step, stop, save=save)
+            if not quiet and lead and state.history:
+                bar.write(describe_epoch(state.history[-1], task.selection))
+            if state.interrupted:
+                bar.close()
+                if save:
+                    save()
+                distributed.finish()
+                raise Interrupted(f"interrupted at step {state.step} of {state.total_steps}; a checkpoint is saved "
+                                  f"in {output / checkpoints.FOLDER}: run the same command with --resume to continue")
+    bar.close()
+    info = state.finish(task, config)
+    classifier = Classifier(TorchEngine(state.model, state.device), task.tokenizer, info)
+    if output is not None and lead:  # replaces the folder, checkpoints included: the run is complete
+        classifier.save(output, extra=_validation_report(state, task, info))
+    distributed.finish()
+    return classifier
+
+
+def _validation_report(state: TrainState, task: Task, info: ModelInfo):
+    """Writes report/ (report.py) for the validation data into the new model folder, if there was any."""
+    if state.best is None:
+        return None
+
+    def write(folder: Path) -> None:
+        from finebert.report import write_report
+
+        temperature = info.calibration["pytorch"]["temperature"]
+        result = score_logits(task.space, state.best["logits"], task.y_val, temperature)
+        write_report(folder / "report", result, task.space, state.best["logits"], task.y_val, temperature,
+                     task.val_texts, task.val_pairs, history=info.history,
+                     title=f"validation data held out in training (epoch {state.best['epoch']})")
+
+    return write
+
+
+def _last_checkpoint(output: Path):
+    found = checkpoints.latest(output)
+    if found is None:
+        raise ConfigError(f"no usable checkpoint in {output / checkpoints.FOLDER} to resume from; "
+                          "train without --resume to start again")
+    return found
+
+
+class _StopFlag:
+    requested = False
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(enabled: bool):
+    """Ctrl-C (SIGINT) sets a flag that the loop checks after each step, so it can stop between steps and
+    save a checkpoint. Only in the main thread, and only when there is an output folder to save to."""
+    stop = _StopFlag()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
