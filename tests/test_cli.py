@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from conftest import cli, write_csv
 
@@ -27,13 +28,14 @@ def assert_one_line_error(result, *fragments):
         assert fragment in lines[0]
 
 
-def test_help_does_not_import_torch():
+@pytest.mark.parametrize("command, shown", [([], "train"), (["train"], "--precision")])
+def test_help_does_not_import_torch(command, shown):
     code = ("import sys; from finebert.cli import app; from typer.testing import CliRunner; "
-            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0 and 'train' in r.output; "
+            f"r = CliRunner().invoke(app, {command + ['--help']!r}); assert r.exit_code == 0 and {shown!r} in r.output; "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
-    assert run("--help").returncode == 0
+    assert run(*command, "--help").returncode == 0
 
 
 def test_tokenize_text_and_json():

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from finebert.config import TrainConfig
 from finebert.data import iter_rows, read_dataset
 from finebert.errors import ConfigError, DataError, MissingExtraError
 from finebert.labels import LabelSpace
+from finebert.training import train
 
 
 @dataclass
@@ -70,9 +72,6 @@ def audit(data: str | Path, *, folds: int = 4, epochs: float = 1.0, quiet: bool 
         raise MissingExtraError("cleanlab", "audit") from None
     from sklearn.model_selection import KFold, StratifiedKFold
     from tqdm.auto import tqdm
-
-    from finebert.config import TrainConfig
-    from finebert.training import train
 
     if not isinstance(folds, int) or folds < 2:
         raise ConfigError(f"folds={folds!r} is invalid: use a whole number of at least 2, e.g. 4")

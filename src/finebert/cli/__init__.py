@@ -24,7 +24,8 @@ from typing import List, Optional
 
 import typer
 
-from finebert.cli.options import SETTINGS, AsJson, Engine, LabelColumn, PairColumn, TextColumn, config_options
+from finebert.cli.options import (SETTINGS, AsJson, Engine, LabelColumn, ModelFolder, PairColumn, TextColumn,
+                                  config_options)
 from finebert.errors import FinebertError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -79,7 +80,7 @@ def _without_option(argv: list[str], name: str) -> list[str]:
 
 @app.command()
 def evaluate(
-    model: Path = typer.Argument(..., help="A model folder written by `finebert train`."),
+    model: Path = ModelFolder,
     data: Path = typer.Argument(..., help="Labelled data: .csv, .tsv or .jsonl."),
     text_column: Optional[str] = TextColumn,
     label_column: Optional[str] = LabelColumn,
@@ -128,7 +129,7 @@ def evaluate(
 
 @app.command()
 def predict(
-    model: Path = typer.Argument(..., help="A model folder written by `finebert train`."),
+    model: Path = ModelFolder,
     texts: Optional[List[str]] = typer.Argument(None, help="Texts to classify (none: --file, or lines on stdin)."),
     file: Optional[Path] = typer.Option(None, "--file", "-f", help="Texts from a .csv/.tsv/.jsonl/.txt file."),
     text_pair: Optional[List[str]] = typer.Option(None, "--text-pair", help="Sentence-pair models: the second text, once per TEXT."),
@@ -178,7 +179,7 @@ def predict(
 
 @app.command()
 def explain(
-    model: Path = typer.Argument(..., help="A model folder written by `finebert train`."),
+    model: Path = ModelFolder,
     texts: List[str] = typer.Argument(..., help="Texts to explain."),
     text_pair: Optional[List[str]] = typer.Option(None, "--text-pair", help="Sentence-pair models: the second text, once per TEXT."),
     label: Optional[str] = typer.Option(None, help="Explain this label instead of the predicted one."),
@@ -271,7 +272,7 @@ def demo():
 
 @app.command()
 def export(
-    model: Path = typer.Argument(..., help="A model folder written by `finebert train`."),
+    model: Path = ModelFolder,
     int8: bool = typer.Option(True, "--int8/--fp32", help="Also build the int8 engine (default) or fp32 only."),
     validate: Optional[Path] = typer.Option(None, help="Labelled data to validate on (default: the training validation data)."),
     max_loss: float = typer.Option(0.5, help="Points of accuracy (macro-F1 for multi-label) int8 may lose against PyTorch and still be the default."),
@@ -300,7 +301,7 @@ def export(
 
 @app.command()
 def calibrate(
-    model: Path = typer.Argument(..., help="A model folder written by `finebert train`."),
+    model: Path = ModelFolder,
     data: Path = typer.Argument(..., help="Labelled data to fit the temperature on (not the training data)."),
     text_column: Optional[str] = TextColumn,
     label_column: Optional[str] = LabelColumn,
@@ -318,7 +319,7 @@ def calibrate(
 
 @app.command()
 def serve(
-    model: Path = typer.Argument(..., help="A model folder written by `finebert train`."),
+    model: Path = ModelFolder,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     api_key: Optional[str] = typer.Option(None, envvar="FINEBERT_API_KEY", help="Require this key in the X-API-Key header."),

@@ -86,7 +86,8 @@ def settings_from(values: dict) -> dict:
     return settings
 
 
-# Options of the commands that read a model's data rather than train one.
+# Arguments and options of the commands that use a trained model.
+ModelFolder = typer.Argument(..., help="A model folder written by `finebert train`.")
 TextColumn = typer.Option(None, "--text-column", help=TrainConfig.__dataclass_fields__["text_column"].metadata["help"])
 LabelColumn = typer.Option(None, "--label-column", help=TrainConfig.__dataclass_fields__["label_column"].metadata["help"])
 PairColumn = typer.Option(None, "--text-pair-column", help="Column holding the second text of a sentence pair (default: the model's).")
