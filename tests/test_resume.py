@@ -153,10 +153,17 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(data, settings, tmp_pa
     assert (out / "finebert.json").is_file()
 
 
-def test_resume_refuses_other_settings_or_no_checkpoint(data, settings, tmp_path):
+def test_resume_with_nothing_saved_yet_says_so_and_trains_from_the_beginning(data, settings, uninterrupted, tmp_path):
+    """A script that always passes --resume works on its first run too (PyTorch Lightning's ckpt_path="last")."""
     out = tmp_path / "model"
-    result = cli("train", data, "--output", out, *settings, "--resume")
-    assert result.returncode == 2 and "no usable checkpoint" in result.stderr
+    result = cli("train", data, "--output", out, *[s for s in settings if s != "--quiet"], "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "nothing to resume: no usable checkpoint" in result.stdout
+    assert_same_model(uninterrupted, out)
+
+
+def test_resume_refuses_other_settings(data, settings, tmp_path):
+    out = tmp_path / "model"
     proc = start(data, out, settings, "--checkpoint-minutes", "0.005")
     wait_for_checkpoint(out, proc, mid_epoch=False)
     proc.send_signal(signal.SIGKILL)

@@ -203,6 +203,9 @@ def resolve_backbone(name: str) -> Path:
         if not (folder / "config.json").is_file():
             raise ModelError(f"{folder}: no config.json, so it is not a Hugging Face model folder; "
                              "give a folder saved by save_pretrained()")
+        if not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
+            raise ModelError(f"{folder}: its weights are only in pickle files (.bin), which finebert never loads; "
+                             "save the model again with save_pretrained() to write model.safetensors")
         return folder
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelError(f"{name}: no such folder; give a local Hugging Face BERT-family model folder, "

@@ -46,7 +46,7 @@ def explain(classifier, texts: list[str], pairs: list[str] | None = None, *, lab
 
     model = classifier.torch_model()
     config, tokenizer = classifier.config, classifier.tokenizer
-    targets = classifier.outputs(texts, pairs).top() if label is None else \
+    targets = classifier.label_space.shown(classifier.outputs(texts, pairs)).top if label is None else \
         np.full(len(texts), classifier.labels.index(label))
     forward = lambda ids, mask, types: model(ids, mask, types)  # noqa: E731
     ig = LayerIntegratedGradients(forward, model.encoder.get_input_embeddings())

@@ -25,6 +25,7 @@ from finebert.calibration import calibrate
 from finebert.errors import DataError, MissingExtraError
 from finebert.evaluation import metrics
 from finebert.inference import ENGINE_FILES, Classifier
+from finebert.tokenization import Tokenizer
 
 ECE_SLACK = 0.02  # an engine's calibrated ECE may exceed PyTorch's by at most this much
 
@@ -33,9 +34,9 @@ def export(folder: str | Path, *, int8: bool = True, validate: str | Path | None
            max_prob_diff: float = 0.1, text_column: str | None = None, label_column: str | None = None):
     """Writes the ONNX engines into a model folder, validates and calibrates each one, and returns the
     updated ModelInfo (engines, default engine, calibration), also saved in finebert.json."""
-    _require_onnx()
     folder = Path(folder)
-    info = model_folder.read_info(folder)
+    info = model_folder.read_info(folder)  # a folder that is not a model: said first, whatever is installed
+    _require_onnx()
     reference = Classifier.load(folder, engine="pytorch")
     data = _validation_data(reference, validate, text_column, label_column)
     y = info.label_space.encode(data.labels, data.source)
@@ -116,9 +117,9 @@ def _to_onnx(folder: Path, info, path: Path) -> None:
     from finebert.model import load_model
 
     model = load_model(folder, pooling=info.config.pooling, attention="eager")
-    ids = torch.tensor([[101, 1996, 3185, 2001, 102], [101, 2307, 102, 0, 0]])  # (2, 5)
-    mask = (ids != 0).long()
-    types = torch.zeros_like(ids)
+    sample = Tokenizer(folder, info.config.max_length)  # ids of this vocabulary: any family's
+    inputs = sample.pad(sample.encode(["the movie was absolutely fantastic!", "great"]).ids)
+    ids, mask, types = (torch.from_numpy(inputs[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))  # (2, T)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
     with torch.no_grad():

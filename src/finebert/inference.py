@@ -7,7 +7,7 @@
     clf.predict([("a man plays", "someone is playing")])   # sentence pairs: (text, pair) tuples or pairs=[...]
 
 Every probability and decision comes from the label space's one post-processing step
-(`LabelSpace.postprocess`), with this engine's calibration applied.
+(`LabelSpace.postprocess`), with this engine's calibration applied, and every label shown from `LabelSpace.shown`.
 """
 
 from __future__ import annotations
@@ -113,24 +113,19 @@ class Classifier:
         """Label names: one per text for single-label models, a list per text for multi-label ones;
         a single text (or pair) gives one answer, a list gives a list."""
         single, texts, pairs = _batch(texts, pairs, self.pairs)
-        decisions = self.outputs(texts, pairs).decisions
-        if self.label_space.multi_label:
-            answers = [[self.labels[k] for k in np.flatnonzero(row)] for row in decisions]
-        else:
-            answers = [self.labels[int(k)] for k in decisions.argmax(axis=1)]
+        shown = self.label_space.shown(self.outputs(texts, pairs))
+        answers = shown.labels if self.label_space.multi_label else shown.label
         return answers[0] if single else answers
 
     def classify(self, texts, pairs: list[str] | None = None) -> Prediction | list[Prediction]:
         """Label, every predicted label, confidence and every class's probability, for each text."""
         single, texts, pairs = _batch(texts, pairs, self.pairs)
         out = self.outputs(texts, pairs)
-        results = []
-        for i, (p, chosen) in enumerate(zip(out.probabilities, out.decisions)):
-            top = int(np.where(chosen, p, -1.0).argmax())  # the most probable of the labels predicted
-            results.append(Prediction(texts[i], self.labels[top], round(float(p[top]), 4),
-                                      [self.labels[k] for k in np.flatnonzero(chosen)],
-                                      {name: round(float(v), 4) for name, v in zip(self.labels, p)},
-                                      None if pairs is None else pairs[i]))
+        shown = self.label_space.shown(out)
+        results = [Prediction(text, shown.label[i], round(float(shown.confidence[i]), 4), shown.labels[i],
+                              {name: round(float(v), 4) for name, v in zip(self.labels, out.probabilities[i])},
+                              None if pairs is None else pairs[i])
+                   for i, text in enumerate(texts)]
         return results[0] if single else results
 
     def explain(self, texts, pairs: list[str] | None = None, *, label: str | None = None):

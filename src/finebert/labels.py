@@ -4,6 +4,7 @@
     space = LabelSpace.from_data(["joy,surprise", "anger"], multi_label=True)   # multi-label: sigmoid + thresholds
     y = space.encode(labels, source)          # (N,) class ids, or (N, C) 0/1 targets for multi-label
     out = space.postprocess(logits)           # Outputs: probabilities (N, C) and decisions (N, C) booleans
+    shown = space.shown(out)                  # what every path shows: the labels decided, the one named first
 
 It is built once from the training data and saved in the model folder (finebert.json). Training,
 validation files, evaluation, export and serving all turn labels into ids and logits into labels here.
@@ -33,9 +34,17 @@ class Outputs:
     probabilities: np.ndarray  # (N, C) softmax rows (sum to 1) or independent sigmoids (multi-label)
     decisions: np.ndarray  # (N, C) bool: the labels predicted for each text (exactly one for single-label)
 
-    def top(self) -> np.ndarray:
-        """(N,) the id of the most probable label of each text."""
-        return self.probabilities.argmax(axis=1)
+
+
+@dataclass
+class Shown:
+    """What every path shows for N texts: Classifier.predict and classify, the CLI, scored files, Ray, the server,
+    its page and explain. Made by LabelSpace.shown alone, so no two paths can name different labels."""
+
+    top: np.ndarray  # (N,) the id of the label named first: the most probable of the labels decided
+    label: list[str]  # its name, per text
+    confidence: np.ndarray  # (N,) its probability
+    labels: list[list[str]]  # every label decided, per text: [label] for single-label, those over their thresholds
 
 
 @dataclass
@@ -128,6 +137,14 @@ class LabelSpace:
             decisions = np.zeros(logits.shape, dtype=bool)
             decisions[np.arange(len(logits)), logits.argmax(axis=1)] = True
         return Outputs(probs.astype(np.float32), decisions)
+
+    def shown(self, outputs: Outputs) -> Shown:
+        """The labels decided for each text and the one named first, the most probable of them (multi-label: of
+        those over their thresholds, never a label that is not decided)."""
+        probs, decisions = outputs.probabilities, outputs.decisions  # (N, C), (N, C)
+        top = np.where(decisions, probs, -1.0).argmax(axis=1)  # (N,)
+        return Shown(top, [self.names[k] for k in top], probs[np.arange(len(top)), top],
+                     [[self.names[k] for k in np.flatnonzero(row)] for row in decisions])
 
     def tune_thresholds(self, logits: np.ndarray, y: np.ndarray) -> list[float]:
         """Multi-label: the logit threshold per label that maximises that label's F1 on validation data,

@@ -30,6 +30,12 @@ from torch import nn
 from finebert.errors import ModelError
 
 HF_POOLER_SCALE = 1e-4  # s above: small enough that tanh is linear, large enough for fp32 precision
+# config.json's model_type in a folder whose logits Hugging Face's auto classes would not compute (mean pooling, or
+# a family whose HF head is not ours): transformers then refuses the folder with this in its message, rather than
+# load another model with no warning. The family's own type is kept beside it, under FAMILY_KEY, for finebert.
+FINEBERT_ONLY = ("finebert-only: Hugging Face's auto classes would compute other logits from this folder "
+                 "(pooling or head not theirs); load it with finebert.Classifier.load")
+FAMILY_KEY = "finebert_model_type"
 
 
 class TextClassifier(nn.Module):
@@ -197,8 +203,10 @@ def _own_bert(backbone: Path) -> BertEncoder | None:
     from safetensors.torch import load_file
 
     try:
-        config = SimpleNamespace(**(BERT_DEFAULTS | json.loads((backbone / "config.json").read_text())))
-    except (OSError, ValueError, TypeError):
+        settings = json.loads((backbone / "config.json").read_text())
+        settings["model_type"] = settings.pop(FAMILY_KEY, settings.get("model_type"))  # a finebert-only folder's family
+        config = SimpleNamespace(**(BERT_DEFAULTS | settings))
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
     if (getattr(config, "model_type", None) != "bert" or config.hidden_act != "gelu"
             or config.position_embedding_type != "absolute" or config.hidden_size % config.num_attention_heads):
@@ -237,7 +245,9 @@ def build_model(backbone: Path, num_labels: int, *, pooling: str, dropout: float
 
         _quiet_transformers()
         try:
-            encoder = AutoModel.from_pretrained(str(backbone), attn_implementation=attention)
+            # safetensors only: a folder with pytorch_model.bin alone is refused here, never unpickled
+            encoder = AutoModel.from_pretrained(str(backbone), config=hf_config(backbone), attn_implementation=attention,
+                                                use_safetensors=True)
         except Exception as e:  # missing, torn or foreign weights: whatever the loader raises, the folder is unusable
             raise ModelError(f"{backbone}: cannot load a Hugging Face encoder from it ({_first_line(e)}); "
                              "give a BERT-family model folder with its weights") from None
@@ -266,7 +276,9 @@ def save_model(model: TextClassifier, folder: Path, labels: list[str], *, multi_
     config.problem_type = "multi_label_classification" if multi_label else "single_label_classification"
     name = getattr(model.encoder, "hf_name", type(model.encoder).__name__)  # "BertModel", "DistilBertModel", ...
     config.architectures = [f"{name.removesuffix('Model')}ForSequenceClassification" if hf_compatible(model) else name]
-    settings = config.to_diff_dict() if hasattr(config, "to_diff_dict") else vars(config)  # transformers' or ours
+    settings = config.to_diff_dict() if hasattr(config, "to_diff_dict") else dict(vars(config))  # transformers' or ours
+    if not hf_compatible(model):  # HF's auto classes refuse this folder, saying why, instead of computing other logits
+        settings[FAMILY_KEY], settings["model_type"] = config.model_type, FINEBERT_ONLY
     (folder / "config.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
     tensors = {f"{prefix}.{k}": v.detach().float().contiguous() for k, v in model.encoder.state_dict().items()}
@@ -283,19 +295,21 @@ def save_model(model: TextClassifier, folder: Path, labels: list[str], *, multi_
 def load_model(folder: Path, *, pooling: str, attention: str = "sdpa") -> TextClassifier:
     """Rebuilds a TextClassifier from a folder written by save_model."""
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     _quiet_transformers()
     try:
-        config = AutoConfig.from_pretrained(str(folder))
+        config = hf_config(folder)
     except Exception as e:
         raise ModelError(f"{folder}: cannot read config.json ({_first_line(e)}); train the model again") from None
     try:
         tensors = load_file(str(folder / "model.safetensors"))
     except Exception as e:  # missing (FileNotFoundError) or torn (SafetensorError)
         raise ModelError(f"{folder}: cannot read model.safetensors ({_first_line(e)}); train it again") from None
-    config._attn_implementation = attention  # "eager" for ONNX export: plain ops that trace cleanly
-    encoder = AutoModel.from_config(config)
+    try:  # "eager" for ONNX export: plain ops that trace cleanly
+        encoder = AutoModel.from_config(config, attn_implementation=attention)
+    except ValueError:  # a family without PyTorch's SDPA attention in transformers (MPNet, DeBERTa-v2): the plain one
+        encoder = AutoModel.from_config(config, attn_implementation="eager")
     prefix = encoder.base_model_prefix + "."
     model = TextClassifier(encoder, len(config.id2label), pooling=pooling, dropout=0.0)
     weights = {k[len(prefix):]: v for k, v in tensors.items()
@@ -309,6 +323,18 @@ def load_model(folder: Path, *, pooling: str, attention: str = "sdpa") -> TextCl
         model.head.weight.copy_(tensors["classifier.weight"] * scale)
         model.head.bias.copy_(tensors["classifier.bias"])
     return model.eval()
+
+
+def hf_config(folder: Path):
+    """The transformers configuration in a folder's config.json, a finebert-only folder's (FINEBERT_ONLY) too."""
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    settings = json.loads((Path(folder) / "config.json").read_text())
+    family = settings.pop(FAMILY_KEY, None)
+    if family is None:
+        return AutoConfig.from_pretrained(str(folder))
+    settings["model_type"] = family
+    return CONFIG_MAPPING[family].from_dict(settings)
 
 
 def _first_line(e: Exception) -> str:

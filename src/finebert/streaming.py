@@ -16,7 +16,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 
 from finebert.data import RowReader, iter_rows
 from finebert.errors import ConfigError, MissingExtraError
@@ -69,11 +68,10 @@ def _count_lines(path: Path) -> int:
 def prediction_columns(space, out) -> dict:
     """What a scored file gains, one entry of N per column: predicted_label, confidence, predicted_labels
     (multi-label models: a list per row) and p_<label> per label. Used by predict --output and finebert.ray."""
-    top = out.top()  # (N,)
-    columns = {"predicted_label": [space.names[k] for k in top],
-               "confidence": out.probabilities[np.arange(len(top)), top]}  # (N,)
+    shown = space.shown(out)
+    columns = {"predicted_label": shown.label, "confidence": shown.confidence}  # (N,) each
     if space.multi_label:
-        columns["predicted_labels"] = [[space.names[k] for k in np.flatnonzero(row)] for row in out.decisions]
+        columns["predicted_labels"] = shown.labels
     for k, name in enumerate(space.names):
         columns[f"p_{name}"] = out.probabilities[:, k]  # (N,)
     return columns

@@ -34,7 +34,7 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
 
     Settings are TrainConfig fields, given as `config=` or as keywords (`epochs=2`). With `output`, the
     model folder is written there (atomically), with checkpoints under output/checkpoints while training
-    runs; `resume=True` continues from the last good one. `on_step(step, loss)` is called after every
+    runs; `resume=True` continues from the last good one (or starts from the beginning if none was saved yet). `on_step(step, loss)` is called after every
     step. `label_space` fixes the classes (e.g. a fold of a larger file that lacks a rare one); by
     default they are those of the training data. Returns a `finebert.Classifier`.
     """
@@ -53,9 +53,10 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
     task = prepare(data, validation, config, label_space, given=set(settings))
     config = task.config  # the recipe chosen for this data size, applied
     state = TrainState.start(task, config, rank, world)
-    if resume:
-        checkpoints.restore(state, _last_checkpoint(output), task, config)
-    elif output is not None and checkpoints.exist(output):
+    found = checkpoints.latest(output) if resume else None  # None: nothing saved yet (killed in its first minutes)
+    if found is not None:
+        checkpoints.restore(state, found, task, config)
+    elif not resume and output is not None and checkpoints.exist(output):
         raise ConfigError(f"{output / checkpoints.FOLDER} holds checkpoints of an unfinished run; "
                           "add --resume to continue it, or delete that folder to start again")
 
@@ -64,6 +65,9 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
     bar = tqdm(total=state.total_steps * config.batch_size, initial=state.step * config.batch_size, unit="ex",
                smoothing=0, disable=quiet or not lead, desc="training")
     if not quiet and lead:
+        if resume and found is None:  # as PyTorch Lightning's ckpt_path="last": a script may always pass --resume
+            bar.write(f"nothing to resume: no usable checkpoint in {output / checkpoints.FOLDER} yet, so training "
+                      "starts from the beginning")
         bar.write(describe_recipe(config, task))
     save = (lambda: checkpoints.checkpoint(state, output)) if output is not None and lead else None
     with _stop_on_sigint(enabled=output is not None) as stop:
@@ -102,14 +106,6 @@ def _validation_report(state: TrainState, task: Task, info: ModelInfo):
                      title=f"validation data held out in training (epoch {state.best['epoch']})")
 
     return write
-
-
-def _last_checkpoint(output: Path):
-    found = checkpoints.latest(output)
-    if found is None:
-        raise ConfigError(f"no usable checkpoint in {output / checkpoints.FOLDER} to resume from; "
-                          "train without --resume to start again")
-    return found
 
 
 class _StopFlag:
