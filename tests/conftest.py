@@ -103,6 +103,15 @@ def tiny_backbone(tmp_path_factory, backbone) -> Path:
 
 
 @pytest.fixture(scope="session")
+def families(tmp_path_factory) -> dict[str, Path]:
+    """A tiny backbone of every supported family (tests/families.py), built once: {family: folder}."""
+    from families import FAMILIES, build
+
+    texts = [text for text, _ in sst2_rows(400)]
+    return {name: build(name, tmp_path_factory.mktemp(f"tiny-{name}"), texts) for name in FAMILIES}
+
+
+@pytest.fixture(scope="session")
 def reviews_csv(tmp_path_factory) -> Path:
     """Real SST-2 sentences under other column names and string labels: review, sentiment."""
     rows = [[text, "positive" if label == "1" else "negative"] for text, label in sst2_rows(400)]

@@ -89,3 +89,5 @@ def test_without_onnxruntime_the_message_names_the_install_command(trained, expo
     with pytest.raises(MissingExtraError, match=r"pip install 'finebert\[onnx\]'"):
         Classifier.load(exported[0], engine="onnx-int8")
     assert Classifier.load(exported[0]).engine.name == "pytorch"  # auto still works, just slower
+    with pytest.raises(ModelError, match="not a finebert model"):  # a wrong folder is said first, whatever is missing
+        export(exported[0].parent)

@@ -86,6 +86,9 @@ def test_malformed_json_oversized_body_and_api_key(server):
     r = httpx.post(server + "/predict", json={"texts": ["hi"]})
     assert r.status_code == 401 and "X-API-Key" in r.json()["error"]
     assert httpx.post(server + "/predict", json={"texts": ["hi"]}, headers={"X-API-Key": "wrong"}).status_code == 401
+    r = httpx.post(server + "/predict", content='{"texts": ["caf\u00e9"]}'.encode("latin-1"),
+                   headers={**KEY, "content-type": "application/json"})  # é as one Latin-1 byte: not UTF-8
+    assert r.status_code == 400 and "not valid UTF-8 (byte 15)" in r.json()["error"]
 
 
 def test_concurrent_requests_are_all_answered_correctly(server):
@@ -134,6 +137,14 @@ def test_workers_share_the_port_and_each_scores_with_its_own_model(exported):
 def test_workers_must_be_a_positive_count(exported):
     code, _, err = cli("serve", exported[0], "--workers", "0")
     assert code == 2 and "workers=0 is invalid" in err and "1 or more" in err
+
+
+def test_without_the_serve_extra_one_line_says_so_and_nothing_claims_to_serve(exported, monkeypatch):
+    monkeypatch.delitem(sys.modules, "finebert.serving", raising=False)
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if the [serve] extra were not installed
+    code, out, err = cli("serve", exported[0])
+    assert code == 2 and err.strip() == "error: fastapi is not installed; install it with: pip install 'finebert[serve]'"
+    assert "serving" not in out + err
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
