@@ -1,21 +1,25 @@
 """Every task shape from its default command: topics, imbalance, multi-label, long documents, sentence pairs.
 
-    python benchmarks/tasks.py [ag_news sms_spam goemotions imdb imdb_truncate mrpc] [--seed 42] [-- extra train flags]
+    python benchmarks/tasks.py [ag_news sms_spam goemotions imdb imdb_truncate mrpc] [--seed 42] [--rows N]
+                               [--emulate-avx2] [-- extra train flags]
 
 Each task runs the real console script as a user would: `finebert train` with the defaults plus the
 task's own flag, then `finebert evaluate --json` on the task's held-out file. Prints the target
-figure, the whole-process training time and the machine (CPU model and its bf16/VNNI flags).
+figure, the whole-process training time, the training process's peak resident memory (getrusage of that
+process) and the machine (CPU model and its bf16/VNNI flags). --rows N trains on the first N rows only.
 Data: ../shared/data (see its README). Models go to runs/ (ignored by git).
 """
 
 import argparse
+import csv
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import CACHE, DATA, cpu_description
+from common import CACHE, DATA, cpu_description, emulate_avx2
 
 FINEBERT = str(Path(sys.executable).parent / "finebert")
 
@@ -49,14 +53,32 @@ def sms_split() -> None:
             csv.writer(f).writerows([header, *part])
 
 
-def run_task(name: str, seed: int, extra: list[str]) -> dict:
+def first_rows(path: Path, rows: int) -> Path:
+    """The header and the first `rows` rows of a data file, written under runs/."""
+    target = CACHE / f"{path.parent.name}-{rows}{path.suffix}"
+    with open(path, encoding="utf-8", newline="") as f, open(target, "w", encoding="utf-8", newline="") as out:
+        out.writelines(line for _, line in zip(range(rows + 1), csv_lines(f)))
+    return target
+
+
+def csv_lines(f):
+    """Whole CSV records as text (a quoted field may hold line breaks)."""
+    for record in csv.reader(f):
+        yield ",".join('"' + cell.replace('"', '""') + '"' for cell in record) + "\n"
+
+
+def run_task(name: str, seed: int, extra: list[str], rows: int | None = None) -> dict:
     train_file, eval_file, flags, figure, target = TASKS[name]
     where = lambda f: CACHE / f if f.startswith("sms_spam") else DATA / f  # noqa: E731
+    source = where(train_file) if rows is None else first_rows(where(train_file), rows)
     out = CACHE / f"task-{name}-{seed}"
-    command = [FINEBERT, "train", str(where(train_file)), "--output", str(out), "--quiet", "--seed", str(seed),
+    command = [FINEBERT, "train", str(source), "--output", str(out), "--quiet", "--seed", str(seed),
                *flags, *extra]
     start = time.perf_counter()
-    subprocess.run(command, check=True)
+    process = subprocess.Popen(command)
+    _, status, usage = os.wait4(process.pid, 0)  # this process's own peak memory, not the largest child's so far
+    if status != 0:
+        raise SystemExit(f"{' '.join(command)} failed")
     seconds = time.perf_counter() - start
     report = json.loads(subprocess.run([FINEBERT, "evaluate", str(out), str(where(eval_file)), "--json"],
                                        check=True, capture_output=True, text=True).stdout)
@@ -64,22 +86,27 @@ def run_task(name: str, seed: int, extra: list[str]) -> dict:
     info = json.loads((out / "finebert.json").read_text())
     return {"task": name, "figure": figure, "value": value, "target": target, "seconds": round(seconds, 1),
             "epochs": info["config"]["epochs"], "train_seconds": info["metrics"]["train_seconds"],
-            "command": " ".join(["finebert", "train", train_file, *flags, *extra]), "report": report}
+            "peak_rss_mb": round(usage.ru_maxrss / 1024), "precision": info["metrics"]["precision"],
+            "command": " ".join(["finebert", "train", train_file if rows is None else f"{train_file} (first {rows} rows)",
+                                 *flags, *extra]), "report": report}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tasks", nargs="*", default=[t for t in TASKS if t != "imdb_truncate"])
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--rows", type=int, default=None, help="train on the first N rows of the training file")
+    parser.add_argument("--emulate-avx2", action="store_true", help="run as on a CPU without AVX-512, VNNI or bf16")
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
-    print(cpu_description(), flush=True)
+    print(cpu_description(emulate_avx2() if args.emulate_avx2 else None), flush=True)
     sms_split()
     for name in args.tasks:
-        r = run_task(name, args.seed, extra)
+        r = run_task(name, args.seed, extra, args.rows)
         met = "" if r["target"] is None else ("  target met" if r["value"] >= r["target"] else "  TARGET MISSED")
         print(f"{name:14s} {r['figure']} {r['value']:.4f} (target {r['target']}){met}  epochs {r['epochs']}  "
-              f"train {r['train_seconds']:.0f}s, whole command {r['seconds']:.0f}s  [{r['command']}]", flush=True)
+              f"train {r['train_seconds']:.0f}s, whole command {r['seconds']:.0f}s, peak RSS {r['peak_rss_mb']} MB "
+              f"({r['precision']})  [{r['command']}]", flush=True)
         (CACHE / f"task-{name}-{args.seed}.json").write_text(json.dumps(r, indent=2))
 
 

@@ -462,3 +462,36 @@ def test_training_a_bert_backbone_never_imports_transformers_or_torch_dynamo(rec
              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers' or m.startswith('torch._dynamo')))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])  # packed batches (our encoder), padded ones (transformers)
+def test_long_texts_trained_in_parts_give_the_model_one_pass_gives(families, monkeypatch, tmp_path, family):
+    """A batch of long texts in many windows is trained part by part (loop.backward_in_parts): the same weights as
+    one pass over the whole batch, to float rounding (without dropout, whose masks are drawn per part)."""
+    import torch
+
+    from conftest import subset_file
+    from finebert.training import loop
+
+    data = subset_file(tmp_path, "imdb/train.csv", 24)
+    kw = dict(long_text="window", max_length=32, stride=8, epochs=1, batch_size=8, precision="fp32", dropout=0.0,
+              recipe="fine-tune", quiet=True, model=str(families[family]), seed=1)
+    monkeypatch.setattr(loop, "STEP_TOKENS", 10**9)
+    whole = finebert.train(data, **kw)  # one pass per batch, however many windows
+    counts, step_parts = [], loop.step_parts
+    monkeypatch.setattr(loop, "STEP_TOKENS", 200)  # about six windows of 32 tokens a part
+    monkeypatch.setattr(loop, "step_parts", lambda lengths: counts.append(len(parts := step_parts(lengths))) or parts)
+    in_parts = finebert.train(data, **kw)
+    assert min(counts) > 1  # every batch was trained in parts
+    a, b = whole.engine.model.state_dict(), in_parts.engine.model.state_dict()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+
+
+def test_a_training_pass_takes_64_windows_of_128_tokens_or_the_same_attention_in_shorter_ones():
+    from finebert.training.loop import step_parts
+
+    assert step_parts(np.full(64, 128)) == [slice(0, 64)]
+    assert step_parts(np.full(65, 128)) == [slice(0, 64), slice(64, 65)]
+    assert step_parts(np.full(300, 20)) == [slice(0, 300)]  # short texts: one pass
+    assert len(step_parts(np.full(9, 512))) == 3  # 4 windows of 512 a pass: attention grows with the square

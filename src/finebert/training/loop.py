@@ -10,6 +10,7 @@ scored as the mean (or max) of their chunks' logits, in training as in predictio
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -26,6 +27,12 @@ from finebert.training.losses import loss_function
 from finebert.training.optim import AdamW, UsedRows, freeze_lowest, param_groups
 from finebert.training.recipes import Task
 from finebert.training.warm_start import contrast_encoder, fit_head, interpolate
+
+# What one training forward pass takes at once: 64 windows of 128 tokens. A batch of long texts split into more
+# windows is trained in parts (TrainState.backward_in_parts), so memory stays bounded whatever the text lengths: one
+# epoch of 200 IMDB reviews in windows peaked at 4.4 GB in one pass per batch (benchmarks/RESULTS.md).
+STEP_TOKENS = 32 * 128  # tokens
+STEP_ATTENTION = 32 * 128 * 128  # attention cells per head: the sum of each chunk's squared length
 
 
 class TrainState:
@@ -148,23 +155,57 @@ class TrainState:
         import torch
 
         chunks = task.train.select(batch)
-        prepare = task.tokenizer.pack if config.packing and self.model.packs else task.tokenizer.pad
-        inputs = prepare(chunks.ids, chunks.type_ids)
-        if self.words is not None:
-            inputs["input_ids"] = self.words.rows_of(inputs["input_ids"])
-        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()}
         targets = torch.from_numpy(task.y[batch]).to(self.device)  # (B,) or (B, C)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            logits = self.forward(**inputs)  # (chunks, C)
-        logits = pool_chunks(logits.float(), chunks.starts, config.chunk_pooling)  # (B, C)
-        loss = self.loss_fn(logits, targets)
-        loss.backward()
+        parts = step_parts(chunks.chunk_lengths())
+        if len(parts) == 1:
+            logits = pool_chunks(self.chunk_logits(task, chunks, parts[0], config), chunks.starts, config.chunk_pooling)
+            loss = self.loss_fn(logits, targets)  # logits: (B, C)
+            loss.backward()
+        else:  # long texts in many windows: never all their activations at once
+            loss = self.backward_in_parts(task, chunks, parts, targets, config)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm, foreach=True)
         if self.words is not None:
             self.words.decay_the_rest(self.optimizer)
         self.optimizer.step()
         self.model.zero_grad(set_to_none=True)
         return loss.item()
+
+    def chunk_logits(self, task: Task, chunks, part: slice, config: TrainConfig):
+        """(n, C) float logits of the chunks in `part`, packed or padded, in bf16 autocast where training uses it."""
+        import torch
+
+        prepare = task.tokenizer.pack if config.packing and self.model.packs else task.tokenizer.pad
+        inputs = prepare(chunks.ids[part], None if chunks.type_ids is None else chunks.type_ids[part])
+        if self.words is not None:
+            inputs["input_ids"] = self.words.rows_of(inputs["input_ids"])
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()}
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            return self.forward(**inputs).float()  # (n, C)
+
+    def backward_in_parts(self, task: Task, chunks, parts: list[slice], targets, config: TrainConfig):
+        """The gradients of one pass over the whole batch, with the activations of one part of its chunks in memory
+        at a time: every part's logits without gradients; the loss and its gradient with respect to those logits;
+        then each part again with gradients, handed its share. Without dropout (the default) the gradients are those
+        of one pass over the batch; with it, each part's masks are replayed from the RNG state its first pass
+        started from, so both passes compute the same function. It costs one forward pass more."""
+        import torch
+
+        starts, pieces = [], []
+        with torch.no_grad():
+            for part in parts:
+                starts.append(torch.get_rng_state())
+                pieces.append(self.chunk_logits(task, chunks, part, config))
+        after = torch.get_rng_state()
+        logits = torch.cat(pieces).requires_grad_()  # (n_chunks, C), a leaf: its .grad is each chunk's share
+        loss = self.loss_fn(pool_chunks(logits, chunks.starts, config.chunk_pooling), targets)
+        loss.backward()
+        for i, (part, state) in enumerate(zip(parts, starts)):
+            torch.set_rng_state(state)
+            last = i == len(parts) - 1  # several processes: the gradients are averaged once, after the last part
+            with contextlib.nullcontext() if self.world == 1 or last else self.forward.no_sync():
+                self.chunk_logits(task, chunks, part, config).backward(logits.grad[part])
+        torch.set_rng_state(after)
+        return loss.detach()
 
     def end_epoch(self, task: Task, config: TrainConfig, loss: float) -> None:
         """Validates, records the epoch and keeps its weights if its score is the best so far, or as good within
@@ -216,6 +257,19 @@ class TrainState:
     def saved(self) -> None:
         """A checkpoint of this state was written (checkpoints.checkpoint): the next is due in checkpoint_minutes."""
         self._last_save = time.perf_counter()
+
+
+def step_parts(lengths: np.ndarray) -> list[slice]:
+    """A training batch's chunks (their token counts, in order) as consecutive parts that each fit one forward pass:
+    at most STEP_TOKENS tokens and STEP_ATTENTION attention cells (the sum of squared lengths), one chunk at least.
+    Batches of short texts are one part; a batch of long texts in windows is several (backward_in_parts)."""
+    parts, start, tokens, cells = [], 0, 0, 0
+    for i, n in enumerate(int(n) for n in lengths):
+        if i > start and (tokens + n > STEP_TOKENS or cells + n * n > STEP_ATTENTION):
+            parts.append(slice(start, i))
+            start, tokens, cells = i, 0, 0
+        tokens, cells = tokens + n, cells + n * n
+    return parts + [slice(start, len(lengths))]
 
 
 def validate(model, task: Task, device, config: TrainConfig) -> tuple[dict, list[float] | None, np.ndarray]:
