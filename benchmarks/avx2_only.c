@@ -6,9 +6,13 @@
  * /proc/cpuinfo). The fault (SIGSEGV) lands here; we run the real CPUID with faulting off for a moment,
  * clear the feature bits above, and step over the instruction. The setting is per thread, inherited by
  * the threads and processes started later, and reset by execve, where LD_PRELOAD sets it again.
+ * Programs that install their own SIGSEGV handler (Python's faulthandler: pytest, torchrun) would take the
+ * fault from us, so sigaction() for SIGSEGV is intercepted: their handler is kept aside and called for real
+ * faults, ours stays in place for CPUID.
  * It is an emulation: the clock, caches and memory stay this CPU's. Built by benchmarks/common.py. */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -38,11 +42,37 @@ static void hide_features(uint32_t leaf, uint32_t subleaf, uint32_t r[4]) {
     }
 }
 
+static struct sigaction program_action;  /* the SIGSEGV handler the program asked for (SIG_DFL at first) */
+
+static int real_sigaction(int signum, const struct sigaction *action, struct sigaction *old) {
+    static int (*next)(int, const struct sigaction *, struct sigaction *);
+    if (!next)
+        next = (int (*)(int, const struct sigaction *, struct sigaction *))dlsym(RTLD_NEXT, "sigaction");
+    return next(signum, action, old);
+}
+
+/* The program's sigaction(): for SIGSEGV, its handler is recorded, not installed (on_fault calls it). */
+int sigaction(int signum, const struct sigaction *action, struct sigaction *old) {
+    if (signum != SIGSEGV)
+        return real_sigaction(signum, action, old);
+    if (old)
+        *old = program_action;
+    if (action)
+        program_action = *action;
+    return 0;
+}
+
 static void on_fault(int signal_number, siginfo_t *info, void *context) {
     greg_t *reg = ((ucontext_t *)context)->uc_mcontext.gregs;
     const unsigned char *ip = (const unsigned char *)reg[REG_RIP];
-    if (ip[0] != 0x0f || ip[1] != 0xa2) {  /* not CPUID: a real fault, which crashes as it would have */
-        signal(SIGSEGV, SIG_DFL);
+    if (ip[0] != 0x0f || ip[1] != 0xa2) {  /* not CPUID: a real fault, for the program's handler */
+        if (program_action.sa_handler == SIG_DFL || program_action.sa_handler == SIG_IGN) {
+            real_sigaction(SIGSEGV, &program_action, NULL);  /* it crashes as it would have */
+        } else if (program_action.sa_flags & SA_SIGINFO) {
+            program_action.sa_sigaction(signal_number, info, context);
+        } else {
+            program_action.sa_handler(signal_number);
+        }
         return;
     }
     uint32_t leaf = (uint32_t)reg[REG_RAX], subleaf = (uint32_t)reg[REG_RCX], r[4];
@@ -59,6 +89,7 @@ __attribute__((constructor)) static void start(void) {
     memset(&action, 0, sizeof action);
     action.sa_sigaction = on_fault;
     action.sa_flags = SA_SIGINFO;
-    sigaction(SIGSEGV, &action, NULL);
+    program_action.sa_handler = SIG_DFL;
+    real_sigaction(SIGSEGV, &action, NULL);
     syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0);  /* from here on CPUID faults */
 }

@@ -56,7 +56,7 @@ def emulate_avx2() -> str:
     source, library = Path(__file__).with_name("avx2_only.c"), CACHE / "avx2_only.so"
     if not library.is_file() or library.stat().st_mtime < source.stat().st_mtime:
         CACHE.mkdir(exist_ok=True)
-        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(source), "-ldl"], check=True)
     preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD")]))
     os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, LD_PRELOAD=preload, **{AVX2_RUN: "1"}))
 

@@ -59,12 +59,16 @@ def test_every_engine_gives_the_pytorch_models_answers(family_model):
     from finebert.inference import Classifier
     from finebert.model_folder import read_info
 
-    _, folder, texts = family_model
+    _, folder, texts = family_model  # texts: the validation data the export guard measured on
     engines = read_info(folder).engines
-    assert engines["onnx-fp32"]["validated"] and "onnx-int8" in engines  # the guard ran on the validation data
-    reference = Classifier.load(folder, engine="pytorch").logits(texts)  # (40, 2)
-    np.testing.assert_allclose(Classifier.load(folder, engine="onnx-fp32").logits(texts), reference, atol=1e-4)
-    np.testing.assert_allclose(Classifier.load(folder, engine="onnx-int8").logits(texts), reference, atol=0.05)
+    pytorch = Classifier.load(folder, engine="pytorch")
+    np.testing.assert_allclose(Classifier.load(folder, engine="onnx-fp32").logits(texts), pytorch.logits(texts),
+                               atol=1e-4)
+    assert engines["onnx-fp32"]["validated"]
+    # int8 rounds (more on AVX2, whose kernels lack VNNI); the guard measured how far, and decided on it
+    apart = np.abs(Classifier.load(folder, engine="onnx-int8").predict_proba(texts) - pytorch.predict_proba(texts))
+    assert apart.max() == pytest.approx(engines["onnx-int8"]["max_prob_diff"], abs=1e-3)
+    assert (Classifier.load(folder).engine.name == "onnx-int8") == engines["onnx-int8"]["validated"]
 
 
 def test_evaluate_calibrate_and_explain(family_model, sentiment):
