@@ -488,10 +488,11 @@ def test_long_texts_trained_in_parts_give_the_model_one_pass_gives(families, mon
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
 
 
-def test_a_training_pass_takes_32_windows_of_128_tokens_or_the_same_attention_in_longer_ones():
+def test_a_training_pass_takes_16_windows_of_128_tokens_or_4096_tokens_of_short_texts():
     from finebert.training.loop import step_parts
 
-    assert step_parts(np.full(32, 128)) == [slice(0, 32)]
-    assert step_parts(np.full(33, 128)) == [slice(0, 32), slice(32, 33)]
+    assert step_parts(np.full(16, 128)) == [slice(0, 16)]
+    assert step_parts(np.full(17, 128)) == [slice(0, 16), slice(16, 17)]
     assert step_parts(np.full(200, 20)) == [slice(0, 200)]  # a batch of short texts: one pass
-    assert len(step_parts(np.full(9, 512))) == 5  # 2 windows of 512 a pass: attention grows with the square
+    assert step_parts(np.full(300, 20)) == [slice(0, 204), slice(204, 300)]  # ... up to 4,096 tokens
+    assert len(step_parts(np.full(9, 512))) == 9  # one window of 512 a pass: attention grows with the square

@@ -28,11 +28,12 @@ from finebert.training.optim import AdamW, UsedRows, freeze_lowest, param_groups
 from finebert.training.recipes import Task
 from finebert.training.warm_start import contrast_encoder, fit_head, interpolate
 
-# What one training forward pass takes at once: 32 windows of 128 tokens. A batch of long texts split into more
-# windows is trained in parts (TrainState.backward_in_parts), so memory stays bounded whatever the text lengths: one
-# epoch of 200 IMDB reviews in windows peaked at 4.4 GB in one pass per batch, 2.3 GB in parts (benchmarks/RESULTS.md).
-STEP_TOKENS = 32 * 128  # tokens
-STEP_ATTENTION = 32 * 128 * 128  # attention cells per head: the sum of each chunk's squared length
+# What one training forward pass takes at once: 4,096 tokens, and the attention of 16 windows of 128 tokens. A batch
+# of long texts split into more windows is trained in parts (TrainState.backward_in_parts), so memory stays bounded
+# whatever the text lengths: one epoch of 200 IMDB reviews in windows peaked at 4.4 GB in one pass per batch
+# (benchmarks/RESULTS.md). Batches of short texts stay one pass: 128 SST-2 sentences are about 3,000 tokens.
+STEP_TOKENS = 4096  # tokens
+STEP_ATTENTION = 16 * 128 * 128  # attention cells per head: the sum of each chunk's squared length
 
 
 class TrainState:
