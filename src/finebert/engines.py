@@ -68,7 +68,7 @@ class TorchEngine:
 
 # ONNX Runtime's CPU kernel for the fused Add + LayerNormalization (SkipLayerNormalization) is a scalar
 # loop with a division per element: unfused, the two ops took 158 ms where it took 757 ms over 1,821
-# SST-2 texts, and int8 scoring ran 1.4-1.5x faster (RESULTS.md, issue 12). Export leaves them unfused
+# SST-2 texts, and int8 scoring ran 1.4-1.5x faster (benchmarks/RESULTS.md). Export leaves them unfused
 # (export._optimize) and sessions must not fuse them back.
 SLOW_FUSIONS = ["SkipLayerNormFusion"]
 
@@ -79,7 +79,7 @@ class OnnxEngine:
     # A padded token costs as much as a real one, and a call about as much as a few tokens: a batch takes
     # a longer chunk only if padding the batch to it adds at most this many tokens (length_batches). Micro-
     # batches of 8 random SST-2 sentences (int8, one thread) scored 197-205 texts/s as one padded call,
-    # 339-419 in such groups; sorted bulk scoring is unchanged (RESULTS.md, issue 12).
+    # 339-419 in such groups; sorted bulk scoring is unchanged (benchmarks/RESULTS.md).
     max_added_padding = 8
 
     def __init__(self, path: Path, name: str, threads: int | None = None):
@@ -89,7 +89,7 @@ class OnnxEngine:
         # scoring (1,821 SST-2 texts, 2 threads, the same batches, interleaved) ran 1.07-1.31x faster in int8
         # and 1.05-1.12x in fp32. A single batch (one text: a request, `finebert predict "..."`) still gets
         # every thread: one-thread sessions took 1.6-1.8x as long on one 100-token text in fp32, 1.1-1.8x in int8
-        # (RESULTS.md, issue 12).
+        # (benchmarks/RESULTS.md).
         self.workers = threads or usable_cores()
         self.session = self._open(self.workers)
         self._one_thread = None  # opened on first use: +29 MB (int8), +86 MB (fp32) for the benchmark model
