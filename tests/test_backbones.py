@@ -45,14 +45,7 @@ def family_model(family, sentiment, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"model-{name}") / "model"
     finebert.train(train, output=folder, validation=dev, model=str(backbone), **FAST)
     export(folder)
-    return name, folder, [row[0] for row in data_rows_of(dev)]
-
-
-def data_rows_of(path: Path) -> list[list[str]]:
-    import csv
-
-    with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.reader(f))[1:]
+    return name, folder, [text for text, _ in sst2_rows(40, "dev")]  # dev.csv's texts
 
 
 def test_every_engine_gives_the_pytorch_models_answers(family_model):

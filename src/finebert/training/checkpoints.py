@@ -1,6 +1,6 @@
 """Training checkpoints: a run's whole state in safetensors + JSON, written atomically; the last two kept.
 
-    checkpoint(state, output)                  # TrainState -> OUTPUT/checkpoints/step-N (save_run's files)
+    checkpoint(state, output)                  # a loop.TrainState -> OUTPUT/checkpoints/step-N (written by save)
     restore(state, latest(output), task, config)   # and back, for the same command on the same data
 
     OUTPUT/checkpoints/step-00000420/tensors.safetensors   weights, optimizer moments, best weights, torch RNG
