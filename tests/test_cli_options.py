@@ -44,8 +44,28 @@ def test_train_help_shows_each_option_with_the_description_written_on_its_field(
     for f in option_fields():
         flag = "--" + f.name.replace("_", "-")
         assert f"{flag} " in shown and " ".join(f.metadata["help"].split()) in shown, flag
-    for own in ("--output", "--validation", "--resume", "--nproc", "--quiet"):  # the command's own options
+    for own in ("--output", "--validation", "--resume", "--nproc", "--quiet", "--log-dir", "--mlflow"):  # its own
         assert f"{own} " in shown
+
+
+def test_tune_takes_every_training_option_as_a_fixed_setting(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    shown = help_text("tune")
+    for flag in TRAIN_FLAGS + ["--trials", "--timeout", "--space", "--study", "--study-name", "--log-dir", "--mlflow"]:
+        assert f"{flag} " in shown, flag
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "d.csv", "--mlflow"], ["train", "d.csv", "--mlflow="]),
+    (["train", "--mlflow", "--log-dir", "tb"], ["train", "--mlflow=", "--log-dir", "tb"]),
+    (["train", "--mlflow", "d.csv"], ["train", "--mlflow=", "d.csv"]),
+    (["train", "--mlflow", "http://host:5000", "d.csv"], ["train", "--mlflow", "http://host:5000", "d.csv"]),
+    (["train", "--mlflow=databricks"], ["train", "--mlflow=databricks"]),
+])
+def test_mlflow_takes_a_uri_only_when_one_follows(argv, expected):
+    from finebert.cli.options import optional_values
+
+    assert optional_values(argv) == expected
 
 
 def test_audit_reuses_the_same_descriptions(monkeypatch):

@@ -2,6 +2,7 @@
 
     import finebert
     clf = finebert.train("reviews.csv", output="model/")    # -> Classifier
+    result = finebert.tune("reviews.csv", output="best/", trials=12)  # search settings, keep the best model
     clf = finebert.Classifier.load("model/")
     clf.predict("I really enjoyed the movie!")             # -> "positive"
     clf.predict_proba(["great", "awful"])                  # -> array (2, n_classes)
@@ -9,7 +10,7 @@
 Importing finebert is cheap: torch and transformers load on first use.
 """
 
-__all__ = ["train", "evaluate", "audit", "Classifier", "TrainConfig", "FinebertError", "__version__"]
+__all__ = ["train", "tune", "evaluate", "audit", "Classifier", "TrainConfig", "FinebertError", "__version__"]
 
 from finebert.config import TrainConfig
 from finebert.errors import FinebertError
@@ -25,6 +26,10 @@ def __getattr__(name):  # lazy: `finebert.Classifier` imports torch only when to
         from finebert.training import train
 
         return train
+    if name == "tune":
+        from finebert.tuning import tune
+
+        return tune
     if name == "evaluate":
         from finebert.evaluation import evaluate
 

@@ -109,7 +109,7 @@ def save(folder: str | Path, model, tokenizer, info: ModelInfo, extra=None) -> P
         for path in tmp.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
         fsync_folder(tmp)
-        _replace_folder(tmp, folder)
+        replace_folder(tmp, folder)
     return folder
 
 
@@ -159,7 +159,7 @@ def check_writable(output: Path, backbone: Path) -> None:
                          f"{needed / 2**20:.0f} MB (model and checkpoints); free some space or choose another --output")
 
 
-def _replace_folder(new: Path, target: Path) -> None:
+def replace_folder(new: Path, target: Path) -> None:
     """Puts `new` in place of `target`. If the second rename fails, the old folder goes back where it was."""
     os.chmod(new, 0o755)
     if not target.exists():

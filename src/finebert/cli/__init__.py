@@ -1,6 +1,7 @@
 """Stage 8, the command line: a thin layer over the library. Errors become one line and exit code 2.
 
     finebert train DATA --output DIR      fine-tune on a CSV/TSV/JSONL file
+    finebert tune DATA --output DIR       search training settings, keep the best trial's model
     finebert evaluate MODEL DATA          accuracy, macro P/R/F1, confusion matrix
     finebert predict MODEL [TEXT...]      labels with confidence (texts, --file or stdin)
     finebert tokenize TEXT                tokens, ids and attention mask
@@ -24,8 +25,8 @@ from typing import List, Optional
 
 import typer
 
-from finebert.cli.options import (SETTINGS, AsJson, Engine, LabelColumn, ModelFolder, PairColumn, TextColumn,
-                                  config_options)
+from finebert.cli.options import (SETTINGS, AsJson, Engine, LabelColumn, LogDir, MLflow, ModelFolder, PairColumn,
+                                  TextColumn, config_options, optional_values)
 from finebert.errors import FinebertError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -42,6 +43,8 @@ def train(
     settings: dict = SETTINGS,  # an option per TrainConfig field (config_options)
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last good checkpoint in --output."),
     nproc: int = typer.Option(1, "--nproc", help="Train on this many local processes (DistributedDataParallel under torchrun)."),
+    log_dir: Optional[Path] = LogDir,
+    mlflow: Optional[str] = MLflow,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Fine-tune a classifier on DATA and save it to --output."""
@@ -55,7 +58,8 @@ def train(
 
         check_data(data, validation, settings)  # bad input: one line here, not once per process
         raise SystemExit(launch(nproc, _without_option(sys.argv[1:], "--nproc")))
-    clf = run(data, output=output, validation=validation, resume=resume, quiet=quiet, **settings)
+    clf = run(data, output=output, validation=validation, resume=resume, quiet=quiet, log_dir=log_dir, mlflow=mlflow,
+              **settings)
     if os.environ.get("RANK", "0") != "0":
         return  # one summary, from the lead process
     selected = clf.metrics.get("selected_on")
@@ -63,6 +67,46 @@ def train(
     if selected:
         summary += f", validation {selected.replace('_', '-')} {clf.metrics['val_' + selected]:.4f}"
     typer.echo(summary + ")")
+
+
+@app.command()
+@config_options()
+def tune(
+    data: Path = typer.Argument(..., help="Training data: .csv, .tsv or .jsonl with a text and a label column."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the best trial's model (with trials.csv and report/tuning.html)."),
+    trials: int = typer.Option(20, "--trials", "-n", help="Finished trials the study ends with, counting those of an earlier, interrupted run."),
+    timeout: Optional[str] = typer.Option(None, "--timeout", help="Stop starting trials after this long, e.g. 30m, 2h or 900 (seconds); a trial in progress is cut to fit."),
+    space: Optional[Path] = typer.Option(None, "--space", help="YAML file narrowing or widening the search space: TrainConfig field names, each a range {low, high, log}, a list of choices, one fixed value, or null."),
+    validation: Optional[Path] = typer.Option(None, help="Validation file that scores every trial (default: a stratified split of DATA, the same for every trial)."),
+    settings: dict = SETTINGS,  # an option per TrainConfig field: given, the same for every trial, not searched
+    study: Optional[str] = typer.Option(None, "--study", help="Optuna storage URL (default: sqlite:///OUTPUT.study.db); share one to tune on several machines."),
+    study_name: Optional[str] = typer.Option(None, "--study-name", help="The study's name in that storage (default: the output folder's name)."),
+    log_dir: Optional[Path] = LogDir,
+    mlflow: Optional[str] = MLflow,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no line per trial, no summary."),
+):
+    """Search training settings (an Optuna study; bad trials pruned early) and keep the best trial's model in --output."""
+    from finebert.tuning import tune as run
+
+    result = run(data, output=output, trials=trials, timeout=_seconds(timeout), validation=validation, space=space,
+                 study=study, study_name=study_name, log_dir=log_dir, mlflow=mlflow, quiet=quiet, **settings)
+    if quiet:
+        typer.echo(f"saved {output} (trial {result.trial}, {result.objective[4:].replace('_', '-')} {result.value:.4f})")
+
+
+def _seconds(text: str | None) -> float | None:
+    """--timeout 30m / 2h / 90s / 900 -> seconds."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise FinebertError(f"--timeout {text!r}: give a duration such as 30m, 2h, 90s or 900 (seconds)") from None
+    if value <= 0:
+        raise FinebertError(f"--timeout {text!r}: give a duration above zero")
+    return value
 
 
 def _without_option(argv: list[str], name: str) -> list[str]:
@@ -336,6 +380,7 @@ def serve(
 
 
 def main() -> None:
+    sys.argv = optional_values(sys.argv)
     try:
         app()
     except FinebertError as e:

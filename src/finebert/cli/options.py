@@ -93,3 +93,21 @@ LabelColumn = typer.Option(None, "--label-column", help=TrainConfig.__dataclass_
 PairColumn = typer.Option(None, "--text-pair-column", help="Column holding the second text of a sentence pair (default: the model's).")
 AsJson = typer.Option(False, "--json", help="Print JSON instead of a table.")
 Engine = typer.Option("auto", "--engine", help="auto (fastest validated), pytorch, onnx-fp32 or onnx-int8.")
+
+# Tracking, on the commands that train (finebert.tracking); both off unless given.
+LogDir = typer.Option(None, "--log-dir", help="Write TensorBoard event files here: loss and learning rate per step, "
+                                               "validation scores per epoch, the settings (needs the track extra).")
+MLflow = typer.Option(None, "--mlflow", metavar="[URI]",
+                      help="Log settings, metrics, the report and the model folder to MLflow: to URI (such as "
+                           "http://host:5000 or sqlite:///runs.db), or alone for a local ./mlflow.db (needs the track extra).")
+
+
+def optional_values(argv: list[str], name: str = "--mlflow") -> list[str]:
+    """`--mlflow` takes a value only when one follows that looks like a URI (has "://"), or as --mlflow=VALUE;
+    alone, it means MLflow's local default. Typer has no options of optional value, so argv is mended here."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == name and (i + 1 == len(argv) or "://" not in argv[i + 1]):
+            out[-1] = f"{name}="
+    return out

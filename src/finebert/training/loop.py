@@ -55,10 +55,11 @@ class TrainState:
         self.epoch = 0  # the current epoch, from 1
         self.position = 0  # batches of the current epoch done
         self.last_loss = float("nan")  # the last step's loss, which the epoch's record shows
+        self.last_lr = 0.0  # the last step's learning rate (the highest of the parameter groups'), for tracking
         self.history: list[dict] = []  # one record per finished epoch
         self.best: dict | None = None  # {"scores", "thresholds", "epoch", "logits", "weights"} of the epoch kept so far (within_noise)
         self.elapsed = 0.0  # seconds of training, over every session of this run
-        self.stopped: str | None = None  # "max_time" when the time budget ended the run
+        self.stopped: str | None = None  # "max_time" when the time budget ended the run, "pruned" when on_epoch did
         self.start_weights: dict | None = None  # config.fine_tuned_share < 1: the weights fine-tuning started from
         self.words: UsedRows | None = None  # the word-embedding rows the training data uses, trained alone
         self.fingerprint = ""  # what a checkpoint of this run must match to resume it (checkpoints.fingerprint)
@@ -167,6 +168,7 @@ class TrainState:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm, foreach=True)
         if self.words is not None:
             self.words.decay_the_rest(self.optimizer)
+        self.last_lr = max(group["lr"] for group in self.optimizer.param_groups)
         self.optimizer.step()
         self.model.zero_grad(set_to_none=True)
         return loss.item()

@@ -99,13 +99,19 @@ def prepare(data, validation, config: TrainConfig, space: LabelSpace | None = No
     train_set, y = with_label_names(train_set, y, space, config.label_name_rows)
     tokenizer = Tokenizer(resolve_backbone(config.model), config.max_length)
     encode = lambda d: tokenizer.encode(d.texts, d.pairs, long_text=config.long_text, stride=config.stride)  # noqa: E731
-    counts = space.one_hot(y).sum(axis=0)
-    imbalanced = space.multi_label or counts.max() >= IMBALANCED * max(counts.min(), 1)
     return Task(space, tokenizer, encode(train_set), y, encode(val_set) if val_set else None, y_val,
-                "macro_f1" if imbalanced else "accuracy",
+                selection_metric(space, y),
                 {"train": _path_of(data), "validation": _path_of(validation)},
                 dataclasses.replace(config, epochs=config.epochs or recipe_epochs(len(train_set))),
                 val_set.texts if val_set else None, val_set.pairs if val_set else None)
+
+
+def selection_metric(space: LabelSpace, y: np.ndarray) -> str:
+    """The validation metric that picks the best epoch (and scores tuning trials): macro-F1 for multi-label or
+    imbalanced data (largest class at least IMBALANCED times the smallest), else accuracy."""
+    counts = space.one_hot(y).sum(axis=0)
+    imbalanced = space.multi_label or counts.max() >= IMBALANCED * max(counts.min(), 1)
+    return "macro_f1" if imbalanced else "accuracy"
 
 
 def check_data(data, validation, settings: dict) -> None:
