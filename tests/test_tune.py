@@ -158,3 +158,26 @@ def test_bad_study_options_are_one_line_and_write_nothing(tmp_path, sst2_csv, ti
     result = cli("tune", sst2_csv, "-o", tmp_path / "best", "--model", tiny_backbone, *args)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["multi-label", "pairs"])
+def test_multi_label_and_pair_data_tune_on_their_own_objective(tmp_path, tiny_backbone, kind):
+    from conftest import subset_file
+    from finebert.inference import Classifier
+
+    if kind == "multi-label":
+        data, extra, objective = subset_file(tmp_path, "goemotions/train.tsv", 300), ["--multi-label"], "val_macro_f1"
+    else:
+        data = subset_file(tmp_path, "mrpc/train.csv", 300)
+        extra, objective = ["--text-pair-column", "sentence2"], "val_accuracy"
+    (tmp_path / "space.yaml").write_text("learning_rate: {low: 1.0e-4, high: 1.0e-3, log: true}\nepochs: 1\n"
+                                         "batch_size: null\nwarmup_ratio: null\ndropout: null\npooling: null\n"
+                                         "recipe: null\nfreeze_layers: null\n")
+    result = cli("tune", data, "-o", tmp_path / "best", "--trials", "2", "--space", tmp_path / "space.yaml",
+                 "--model", tiny_backbone, "--max-length", "48", *extra, "-q", check=True)
+    kept = Classifier.load(tmp_path / "best")
+    assert kept.metrics["tuning_objective"] == objective and objective[4:].replace("_", "-") in result.stdout
+    assert kept.metrics[objective] == kept.metrics["tuning_value"]
+    assert kept.label_space.multi_label == (kind == "multi-label") and kept.pairs == (kind == "pairs")
+    trials = (tmp_path / "best" / "trials.csv").read_text().splitlines()
+    assert len(trials) == 3 and ",complete," in trials[1]

@@ -287,7 +287,7 @@ def _answers(clf, val_set) -> list[int]:
     decisions = clf.outputs(val_set.texts, val_set.pairs).decisions  # (N, C) bool
     if not clf.label_space.multi_label:
         return decisions.argmax(axis=1).tolist()
-    return [sum(1 << k for k in np.flatnonzero(row)) for row in decisions]
+    return [sum(1 << int(k) for k in np.flatnonzero(row)) for row in decisions]
 
 
 def _score(answers: np.ndarray, y: np.ndarray, objective: str, classes: int) -> float:
