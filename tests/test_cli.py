@@ -110,3 +110,16 @@ def test_model_as_hub_id_comes_from_the_hugging_face_cache(tmp_path, reviews_csv
     result = run("train", reviews_csv, "--output", tmp_path / "n", "--model", "someone/missing", env=offline)
     assert_one_line_error(result, "someone/missing", "not in the local Hugging Face cache")
     assert not (tmp_path / "n").exists()
+
+
+def test_a_piped_train_logs_a_line_per_tenth_not_a_redraw_per_batch(tmp_path, reviews_csv, tiny_backbone):
+    """stderr is a pipe here, as in CI or `finebert train ... 2> log`: plain lines, at 10%, 20%, ... 100%."""
+    result = run("train", reviews_csv, "-o", tmp_path / "model", "--model", tiny_backbone, "--epochs", "2",
+                 "--batch-size", "8", "--max-length", "32", "--text-column", "review", "--label-column", "sentiment")
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("training: ")]
+    assert [line.split("%")[0].removeprefix("training: ").strip() for line in lines] == \
+        [str(p) for p in range(10, 101, 10)]  # 90 steps of 8: a line per tenth, not one per step
+    assert lines[-1].startswith("training: 100% 720/720 ex [") and "loss=" in lines[-1]
+    assert sum(line.startswith("epoch ") for line in result.stderr.splitlines()) == 2

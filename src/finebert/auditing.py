@@ -71,7 +71,7 @@ def audit(data: str | Path, *, folds: int = 4, epochs: float = 1.0, quiet: bool 
     except ImportError:
         raise MissingExtraError("cleanlab", "audit") from None
     from sklearn.model_selection import KFold, StratifiedKFold
-    from tqdm.auto import tqdm
+    from finebert.progress import progress_bar
 
     if not isinstance(folds, int) or folds < 2:
         raise ConfigError(f"folds={folds!r} is invalid: use a whole number of at least 2, e.g. 4")
@@ -87,14 +87,16 @@ def audit(data: str | Path, *, folds: int = 4, epochs: float = 1.0, quiet: bool 
         StratifiedKFold(folds, shuffle=True, random_state=config.seed)
     probabilities = np.zeros((len(y), len(space)), dtype=np.float32)
     decisions = np.zeros((len(y), len(space)), dtype=bool)  # (N, C) each held-out row's predicted labels
-    for train_rows, held_out in tqdm(list(splitter.split(np.zeros(len(y)), y if y.ndim == 1 else None)),
-                                     desc="audit folds", unit="fold", disable=quiet):
+    bar = progress_bar(total=folds, desc="audit folds", unit="fold", disable=quiet)
+    for train_rows, held_out in splitter.split(np.zeros(len(y)), y if y.ndim == 1 else None):
         # each fold trains on all its rows (no validation split) with the label space of the whole file
         fold_config = dataclasses.replace(config, validation_split=0.0)
         clf = train(dataset.subset(train_rows), config=fold_config, quiet=True, label_space=space)
         part = dataset.subset(held_out)
         out = clf.label_space.postprocess(clf.logits(part.texts, part.pairs))
         probabilities[held_out], decisions[held_out] = out.probabilities, out.decisions
+        bar.update(1)
+    bar.close()
 
     if space.multi_label:
         given_ids = [list(np.flatnonzero(row)) for row in y]

@@ -27,7 +27,7 @@ OUTPUTS = (".csv", ".jsonl", ".parquet")
 def predict_file(classifier, source: str | Path, output: str | Path, *, text_column: str | None = None,
                  text_pair_column: str | None = None, chunk_rows: int = CHUNK_ROWS, quiet: bool = False) -> int:
     """Scores every row of `source` into `output` (.csv, .jsonl or .parquet); returns the number of rows."""
-    from tqdm.auto import tqdm
+    from finebert.progress import progress_bar
 
     source, output = Path(source), Path(output)
     if output.suffix.lower() not in OUTPUTS:
@@ -41,7 +41,7 @@ def predict_file(classifier, source: str | Path, output: str | Path, *, text_col
                            text_pair_column=text_pair_column or config.text_pair_column,
                            model_columns=(config.text_column, None))
         writer = _writer(output.suffix.lower(), tmp, columns, classifier)
-        with tqdm(total=_count_lines(source), unit="rows", smoothing=0.1, disable=quiet, desc="scoring") as bar:
+        with progress_bar(total=_count_lines(source), unit="rows", smoothing=0.1, disable=quiet, desc="scoring") as bar:
             while chunk := list(itertools.islice(rows, chunk_rows)):
                 parsed = [reader.read(i, row) for i, row in chunk]
                 pairs = [p for _, p, _ in parsed] if reader.pair_col else None

@@ -22,6 +22,7 @@ from finebert.evaluation import score_logits
 from finebert.inference import Classifier
 from finebert.labels import LabelSpace
 from finebert.model_folder import ModelInfo, check_output_folder, check_writable
+from finebert.progress import progress_bar
 from finebert.tracking import Tracker
 from finebert.training import checkpoints, distributed
 from finebert.training.loop import TrainState, describe_epoch
@@ -87,10 +88,8 @@ def _run(task: Task, config: TrainConfig, output: Path | None, resume: bool, qui
         raise ConfigError(f"{output / checkpoints.FOLDER} holds checkpoints of an unfinished run; "
                           "add --resume to continue it, or delete that folder to start again")
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=state.total_steps * config.batch_size, initial=state.step * config.batch_size, unit="ex",
-               smoothing=0, disable=quiet or not lead, desc="training")
+    bar = progress_bar(total=state.total_steps * config.batch_size, initial=state.step * config.batch_size, unit="ex",
+                       smoothing=0, disable=quiet or not lead, desc="training")
     if not quiet and lead:
         if resume and found is None:  # as PyTorch Lightning's ckpt_path="last": a script may always pass --resume
             bar.write(f"nothing to resume: no usable checkpoint in {output / checkpoints.FOLDER} yet, so training "

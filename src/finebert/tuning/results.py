@@ -153,10 +153,10 @@ class Progress:
     """A bar over the study's trials with the best score so far, and a line per trial."""
 
     def __init__(self, study, total: int, quiet: bool):
-        from tqdm.auto import tqdm
+        from finebert.progress import progress_bar
 
-        self.bar = tqdm(total=total, initial=min(total, count_finished(study)), unit="trial", desc="tuning",
-                        disable=quiet, smoothing=0)
+        self.bar = progress_bar(total=total, initial=min(total, count_finished(study)), unit="trial", desc="tuning",
+                                disable=quiet, smoothing=0)
         self.quiet = quiet
 
     def trial_done(self, study, trial, objective: str, output: Path, space: dict) -> None:
