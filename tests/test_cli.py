@@ -28,7 +28,8 @@ def assert_one_line_error(result, *fragments):
         assert fragment in lines[0]
 
 
-@pytest.mark.parametrize("command, shown", [([], "train"), (["train"], "--precision"), (["tune"], "--study")])
+@pytest.mark.parametrize("command, shown", [([], "train"), (["train"], "--precision"), (["tune"], "--study"),
+                                           (["distill"], "--layer-map")])
 def test_help_does_not_import_torch(command, shown):
     code = ("import sys; from finebert.cli import app; from typer.testing import CliRunner; "
             f"r = CliRunner().invoke(app, {command + ['--help']!r}); assert r.exit_code == 0 and {shown!r} in r.output; "

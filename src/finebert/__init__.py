@@ -10,7 +10,7 @@
 Importing finebert is cheap: torch and transformers load on first use.
 """
 
-__all__ = ["train", "tune", "evaluate", "audit", "Classifier", "TrainConfig", "FinebertError", "__version__"]
+__all__ = ["train", "tune", "distill", "evaluate", "audit", "Classifier", "TrainConfig", "FinebertError", "__version__"]
 
 from finebert.config import TrainConfig
 from finebert.errors import FinebertError
@@ -30,6 +30,10 @@ def __getattr__(name):  # lazy: `finebert.Classifier` imports torch only when to
         from finebert.tuning import tune
 
         return tune
+    if name == "distill":
+        from finebert.training.distill import distill
+
+        return distill
     if name == "evaluate":
         from finebert.evaluation import evaluate
 

@@ -5,6 +5,7 @@
     ├── ConfigError          a setting: out of range or of the wrong kind
     ├── ModelError           a model or backbone folder: missing, or not one finebert can load
     ├── MissingExtraError    an optional dependency is not installed (names the pip command)
+    ├── DistillationRefused  a distilled student scored more than --max-loss points under its teacher (nothing written)
     └── Interrupted          Ctrl-C during training: a checkpoint was saved (exit code 130; --resume continues)
 
 Each message says what is wrong and how to fix it, e.g.
@@ -36,6 +37,10 @@ class MissingExtraError(FinebertError):
 
     def __init__(self, package: str, extra: str):
         super().__init__(f"{package} is not installed; install it with: pip install 'finebert[{extra}]'")
+
+
+class DistillationRefused(FinebertError):
+    """A student lost more than --max-loss points of the validation metric against its teacher."""
 
 
 class Interrupted(FinebertError):

@@ -216,7 +216,8 @@ def _own_bert(backbone: Path) -> BertEncoder | None:
     except (OSError, SafetensorError):
         return None
     tensors = {k.removeprefix("bert."): v.float() for k, v in tensors.items()}
-    tensors = {k: v for k, v in tensors.items() if not k.startswith(("pooler.", "cls.")) and not k.endswith("position_ids")}
+    tensors = {k: v for k, v in tensors.items()  # a finebert model folder's head (classifier.) is left out too
+               if not k.startswith(("pooler.", "cls.", "classifier.")) and not k.endswith("position_ids")}
     encoder = BertEncoder(config)  # built on the CPU: its random weights cost 0.15 s, the meta device's first use 1 s
     if set(tensors) != set(encoder.state_dict()):
         return None

@@ -2,6 +2,7 @@
 
     finebert train DATA --output DIR      fine-tune on a CSV/TSV/JSONL file
     finebert tune DATA --output DIR       search training settings, keep the best trial's model
+    finebert distill TEACHER DATA -o DIR  a smaller student of a trained model, refused if it scores worse
     finebert evaluate MODEL DATA          accuracy, macro P/R/F1, confusion matrix
     finebert predict MODEL [TEXT...]      labels with confidence (texts, --file or stdin)
     finebert tokenize TEXT                tokens, ids and attention mask
@@ -92,6 +93,46 @@ def tune(
                  study=study, study_name=study_name, log_dir=log_dir, mlflow=mlflow, quiet=quiet, **settings)
     if quiet:
         typer.echo(f"saved {output} (trial {result.trial}, {result.objective[4:].replace('_', '-')} {result.value:.4f})")
+
+
+@app.command()
+@config_options()
+def distill(
+    teacher: Path = typer.Argument(..., help="The teacher: a model folder written by `finebert train` (or tune, or distill)."),
+    data: Path = typer.Argument(..., help="Labelled training data, as for `finebert train` (the teacher's columns are looked for first)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder to write the student to."),
+    unlabelled: Optional[Path] = typer.Option(None, "--unlabelled", help="More texts without labels (.txt, .csv, .jsonl): the teacher labels them once and the student learns from them too."),
+    layers: Optional[int] = typer.Option(None, "--layers", help="Keep this many of the teacher's layers, spread evenly (default: half, rounded up)."),
+    layer_map: Optional[str] = typer.Option(None, "--layer-map", help="The teacher's layers to keep, e.g. 0,2,4."),
+    student: Optional[str] = typer.Option(None, "--student", help="Train this backbone instead (a folder or the default's name), with its own tokenizer."),
+    alpha: float = typer.Option(0.5, "--alpha", help="The true labels' share of the loss where a row has one; the teacher's probabilities take the rest."),
+    temperature: float = typer.Option(2.0, "--temperature", help="Softens both sides' probabilities in the teacher's part of the loss."),
+    max_loss: float = typer.Option(1.0, "--max-loss", help="Refuse a student more than this many points of the validation metric under its teacher."),
+    force: bool = typer.Option(False, "--force", help="Keep the student whatever it lost against the teacher."),
+    validation: Optional[Path] = typer.Option(None, help="Validation file for the guard (default: a stratified split of DATA)."),
+    settings: dict = SETTINGS,  # an option per TrainConfig field, for the student
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last good checkpoint."),
+    log_dir: Optional[Path] = LogDir,
+    mlflow: Optional[str] = MLflow,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Train a smaller (or another) student on a model's answers; refuse it if it scores worse than --max-loss allows."""
+    from finebert.config import parse_names
+    from finebert.training.distill import distill as run
+
+    mapping = None
+    if layer_map is not None:
+        try:
+            mapping = [int(part) for part in parse_names(layer_map)]
+        except ValueError:
+            raise FinebertError(f"--layer-map {layer_map!r}: give layer numbers separated by commas, e.g. 0,2,4") from None
+    clf = run(teacher, data, output=output, validation=validation, unlabelled=unlabelled, layers=layers,
+              layer_map=mapping, student=student, alpha=alpha, temperature=temperature, max_loss=max_loss, force=force,
+              resume=resume, quiet=quiet, log_dir=log_dir, mlflow=mlflow, **settings)
+    d = clf.metrics["distillation"]
+    name = d["metric"].replace("_", "-")
+    typer.echo(f"saved {output} (validation {name} {d['student_score']:.4f}, teacher {d['teacher_score']:.4f}, "
+               f"{d['points_lost']:+.2f} points lost; {d['speedup']:.1f}x the teacher's speed)")
 
 
 def _seconds(text: str | None) -> float | None:

@@ -146,4 +146,7 @@ def fingerprint(task: Task, config: TrainConfig, world: int = 1) -> str:
     for ids in task.train.ids:
         digest.update(np.asarray(ids, dtype=np.int32).tobytes())
     digest.update(np.ascontiguousarray(task.y).tobytes())
+    if task.soft is not None:  # distilling: the teacher's answers and how they are mixed in
+        digest.update(np.ascontiguousarray(task.soft.logits).tobytes())
+        digest.update(f"{task.soft.alpha}:{task.soft.temperature}".encode())
     return digest.hexdigest()

@@ -23,6 +23,7 @@ from finebert.engines import TorchEngine, pool_chunks, score
 from finebert.evaluation import metrics
 from finebert.model_folder import ModelInfo
 from finebert.training import checkpoints, distributed
+from finebert.training.distill import distillation_loss
 from finebert.training.losses import loss_function
 from finebert.training.optim import AdamW, UsedRows, freeze_lowest, param_groups
 from finebert.training.recipes import Task
@@ -97,9 +98,11 @@ class TrainState:
         words = UsedRows(model, task.train.ids, task.tokenizer.pad_id) if trains_rows else None
         optimizer = AdamW(param_groups(model, config), warmup=round(config.warmup_ratio * total_steps),
                           total=total_steps)
-        state = cls(model, optimizer, device, total_steps, steps_per_epoch, use_bf16,
-                    loss_function(task.space, task.y, config, device), task.train.doc_lengths(), config.seed,
-                    rank, world)
+        loss = loss_function(task.space, task.y, config, device)
+        if task.soft is not None:  # distilling: the teacher's answers besides the labels
+            loss = distillation_loss(loss, task.space.multi_label, task.soft)
+        state = cls(model, optimizer, device, total_steps, steps_per_epoch, use_bf16, loss,
+                    task.train.doc_lengths(), config.seed, rank, world)
         state.fingerprint = checkpoints.fingerprint(task, config, world)
         state.start_weights, state.words = start_weights, words
         return state
@@ -158,6 +161,8 @@ class TrainState:
 
         chunks = task.train.select(batch)
         targets = torch.from_numpy(task.y[batch]).to(self.device)  # (B,) or (B, C)
+        if task.soft is not None:  # and the teacher's logits, with a flag for the rows that have a true label
+            targets = (targets, torch.from_numpy(task.soft.rows(batch)).to(self.device))  # (B, C + 1)
         parts = step_parts(chunks.chunk_lengths())
         if len(parts) == 1:
             logits = pool_chunks(self.chunk_logits(task, chunks, parts[0], config), chunks.starts, config.chunk_pooling)

@@ -73,10 +73,11 @@ class Task:
     config: TrainConfig  # the settings of this run, the recipe's applied: recipe and epochs are never "auto" here
     val_texts: list[str] | None = None  # the validation texts as written, for the report's mistakes
     val_pairs: list[str] | None = None
+    soft: object | None = None  # distill.Soft: a teacher's answers for each training row, when distilling
 
 
 def prepare(data, validation, config: TrainConfig, space: LabelSpace | None = None, *,
-            given: set[str] = frozenset()) -> Task:
+            given: set[str] = frozenset(), soft=None) -> Task:
     """Reads and checks the data, chooses the recipe, builds the label space (unless given), holds out
     validation rows, tokenizes. `given`: settings the caller chose, kept whatever the recipe (as are those
     that differ from TrainConfig's defaults)."""
@@ -97,13 +98,15 @@ def prepare(data, validation, config: TrainConfig, space: LabelSpace | None = No
     if config.text_pair_column and train_set.pairs is None:
         raise ConfigError("text_pair_column is set but the training data has no second texts")
     train_set, y = with_label_names(train_set, y, space, config.label_name_rows)
+    if soft is not None and (validation is None or len(soft.logits) != len(y)):
+        raise ConfigError("a teacher's answers need a validation set of their own and one answer per training row")
     tokenizer = Tokenizer(resolve_backbone(config.model), config.max_length)
     encode = lambda d: tokenizer.encode(d.texts, d.pairs, long_text=config.long_text, stride=config.stride)  # noqa: E731
     return Task(space, tokenizer, encode(train_set), y, encode(val_set) if val_set else None, y_val,
                 selection_metric(space, y),
                 {"train": _path_of(data), "validation": _path_of(validation)},
                 dataclasses.replace(config, epochs=config.epochs or recipe_epochs(len(train_set))),
-                val_set.texts if val_set else None, val_set.pairs if val_set else None)
+                val_set.texts if val_set else None, val_set.pairs if val_set else None, soft)
 
 
 def selection_metric(space: LabelSpace, y: np.ndarray) -> str:

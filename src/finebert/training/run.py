@@ -33,7 +33,7 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
           validation: str | Path | Dataset | None = None, config: TrainConfig | None = None, resume: bool = False,
           quiet: bool = False, on_step: Callable[[int, float], None] | None = None,
           label_space: LabelSpace | None = None, log_dir: str | Path | None = None, mlflow: str | None = None,
-          on_epoch: Callable[[dict], bool | None] | None = None, tracker: Tracker | None = None, **settings):
+          on_epoch: Callable[[dict], bool | None] | None = None, tracker: Tracker | None = None, soft=None, **settings):
     """Fine-tunes a classifier on `data` (a file path, a Dataset, or None for the built-in sample).
 
     Settings are TrainConfig fields, given as `config=` or as keywords (`epochs=2`). With `output`, the
@@ -46,6 +46,7 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
     `mlflow` logs to that tracking URI ("" for a local ./mlflow.db). `on_epoch(record)` is called after every
     epoch with its record (loss, validation scores); returning True stops the run there, keeping the best
     epoch so far (tuning prunes trials this way). `tracker`: a finebert.tracking.Tracker to use instead.
+    `soft`: a teacher's answers for each training row (distill.Soft), learnt besides the labels (finebert.distill).
     """
     unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
@@ -61,7 +62,7 @@ def train(data: str | Path | Dataset | None = None, *, output: str | Path | None
         raise ConfigError("resume needs the output folder of the interrupted run; pass --output")
     if on_epoch is not None and world > 1:
         raise ConfigError("on_epoch stops a run from one process; train with one process to use it")
-    task = prepare(data, validation, config, label_space, given=set(settings))
+    task = prepare(data, validation, config, label_space, given=set(settings), soft=soft)
     config = task.config  # the recipe chosen for this data size, applied
     if tracker is None and lead and (log_dir is not None or mlflow is not None):
         tracker = Tracker.open(log_dir=log_dir, mlflow=mlflow, name=output.name if output is not None else "finebert")
