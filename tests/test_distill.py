@@ -58,6 +58,10 @@ def test_a_layer_student_is_an_ordinary_folder_that_hf_loads_where_the_teacher_d
     teacher_w = AutoModelForSequenceClassification.from_pretrained(bert_teacher).bert.encoder.layer[0].attention.self.query.weight
     student_w = hf.bert.encoder.layer[0].attention.self.query.weight
     assert 0 < (student_w - teacher_w).abs().max() < 0.1
+    # it exports through the guarded path, validated on the rows distillation held out of the training file
+    result = cli("export", tmp_path / "student", check=True)
+    assert "onnx-fp32" in result.stdout + result.stderr
+    assert "onnx-fp32" in json.loads((tmp_path / "student" / "finebert.json").read_text())["engines"]
 
 
 def test_the_guard_refuses_a_crippled_student_and_writes_no_folder(tmp_path, trained, reviews_csv):

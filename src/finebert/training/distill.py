@@ -86,7 +86,7 @@ def distill(teacher: str | Path, data, *, output: str | Path, validation=None, u
     from finebert.evaluation import metrics
     from finebert.inference import Classifier
     from finebert.model_folder import check_output_folder, read_info, replace_folder, write_info
-    from finebert.training.recipes import as_dataset, selection_metric
+    from finebert.training.recipes import as_dataset, path_of, selection_metric
     from finebert.training.run import train
 
     teacher, output = Path(teacher), Path(output)
@@ -159,6 +159,7 @@ def distill(teacher: str | Path, data, *, output: str | Path, validation=None, u
             "more layers (--layers), add unlabelled texts (--unlabelled), or keep it anyway with --force")
     speedup = _speedup(teacher_clf, Classifier.load(scratch, engine="pytorch"), val_set)
     info = read_info(scratch)
+    info.data = {"train": path_of(data), "validation": path_of(validation)}  # export validates on these
     info.metrics["distillation"] = {
         "teacher": str(teacher.resolve()), "teacher_id": _identity(teacher), "layer_map": mapping,
         "student": student, "alpha": alpha, "temperature": temperature, "unlabelled": str(unlabelled) if unlabelled else None,

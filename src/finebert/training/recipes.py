@@ -104,7 +104,7 @@ def prepare(data, validation, config: TrainConfig, space: LabelSpace | None = No
     encode = lambda d: tokenizer.encode(d.texts, d.pairs, long_text=config.long_text, stride=config.stride)  # noqa: E731
     return Task(space, tokenizer, encode(train_set), y, encode(val_set) if val_set else None, y_val,
                 selection_metric(space, y),
-                {"train": _path_of(data), "validation": _path_of(validation)},
+                {"train": path_of(data), "validation": path_of(validation)},
                 dataclasses.replace(config, epochs=config.epochs or recipe_epochs(len(train_set))),
                 val_set.texts if val_set else None, val_set.pairs if val_set else None, soft)
 
@@ -215,5 +215,5 @@ def as_dataset(data, config: TrainConfig) -> Dataset:
                         text_pair_column=config.text_pair_column)
 
 
-def _path_of(data) -> str | None:
+def path_of(data) -> str | None:
     return str(Path(data).resolve()) if isinstance(data, (str, Path)) else None
