@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,20 +129,24 @@ def distill(teacher: str | Path, data, *, output: str | Path, validation=None, u
     labelled = np.arange(len(texts)) < len(train_set.texts)
     soft = Soft(logits.astype(np.float32), labelled, alpha, temperature)
 
-    with tempfile.TemporaryDirectory(prefix=f".{output.name}.student-", dir=output.parent if output.parent.exists() else None) as tmp:
-        student_settings = dict(carried | settings)
-        student_settings.setdefault("epochs", EPOCHS)
-        student_settings.setdefault("recipe", "head-first")
-        student_settings["label_name_rows"] = 0
-        if mapping is not None:
-            student_settings["model"] = str(layer_student(teacher, mapping, Path(tmp)))
-        else:
-            student_settings["model"] = student
-        scratch = output.parent / f".{output.name}.distilling"
-        started = time.perf_counter()
+    student_settings = dict(carried | settings)
+    student_settings.setdefault("epochs", EPOCHS)
+    student_settings.setdefault("recipe", "head-first")
+    student_settings["label_name_rows"] = 0
+    student_settings["model"] = student
+    layered = None  # the teacher cut to the kept layers: a backbone folder beside the output, at a fixed path so
+    if mapping is not None:  # that a resumed run's settings (and checkpoints' fingerprint) are the interrupted one's
+        layered = output.parent / f".{output.name}.layers-{'-'.join(map(str, mapping))}"
+        student_settings["model"] = str(layer_student(teacher, mapping, layered))
+    scratch = output.parent / f".{output.name}.distilling"
+    started = time.perf_counter()
+    try:
         clf = train(everything, validation=val_set, label_space=space, output=scratch, resume=resume, quiet=quiet,
                     log_dir=log_dir, mlflow=mlflow, soft=soft, **student_settings)
-        seconds = time.perf_counter() - started
+    finally:
+        if layered is not None:
+            shutil.rmtree(layered, ignore_errors=True)
+    seconds = time.perf_counter() - started
 
     selection = selection_metric(space, y)
     teacher_score = metrics(space, space.postprocess(teacher_clf.logits(val_set.texts, val_set.pairs)), y_val)[selection]
@@ -160,6 +163,8 @@ def distill(teacher: str | Path, data, *, output: str | Path, validation=None, u
     speedup = _speedup(teacher_clf, Classifier.load(scratch, engine="pytorch"), val_set)
     info = read_info(scratch)
     info.data = {"train": path_of(data), "validation": path_of(validation)}  # export validates on these
+    if layered is not None:  # the cut teacher is gone: the record names the teacher and its layers instead
+        info.config.model = str(teacher.resolve())
     info.metrics["distillation"] = {
         "teacher": str(teacher.resolve()), "teacher_id": _identity(teacher), "layer_map": mapping,
         "student": student, "alpha": alpha, "temperature": temperature, "unlabelled": str(unlabelled) if unlabelled else None,
