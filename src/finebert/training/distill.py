@@ -81,11 +81,10 @@ def distill(teacher: str | Path, data, *, output: str | Path, validation=None, u
     """Trains a student on `teacher`'s answers for `data` (and `unlabelled` texts) and saves it to `output`;
     returns its Classifier. Settings are TrainConfig fields for the student (epochs, batch size, ...)."""
     from finebert.config import TrainConfig
-    from finebert.data import Dataset, read_dataset, validation_split
-    from finebert.evaluation import metrics
+    from finebert.data import read_dataset
     from finebert.inference import Classifier
     from finebert.model_folder import check_output_folder, read_info, replace_folder, write_info
-    from finebert.training.recipes import as_dataset, path_of, selection_metric
+    from finebert.training.recipes import held_out, path_of, selection_metric
     from finebert.training.run import train
 
     teacher, output = Path(teacher), Path(output)
@@ -101,33 +100,12 @@ def distill(teacher: str | Path, data, *, output: str | Path, validation=None, u
             raise ConfigError(f"--layer-map {','.join(map(str, mapping))}: give distinct layer numbers from 0 to {total - 1}")
     carried = {name: getattr(taught, name) for name in CARRIED}
     config = TrainConfig(**(carried | settings))
-    train_set = as_dataset(data, config)
-    y = space.encode(train_set.labels, train_set.source)
-    if validation is not None:
-        val_set = as_dataset(validation, config)
-    else:  # the same rows as training would hold out (and as the teacher's own run did, on the same file)
-        rows, val_rows = validation_split(y, config.validation_split, config.validation_max_rows, config.seed)
-        if not val_rows:
-            raise ConfigError(f"{train_set.source}: too few rows to hold out validation data for the guard; "
-                              "give a --validation file")
-        train_set, val_set, y = train_set.subset(rows), train_set.subset(val_rows), y[rows]
-    y_val = space.encode(val_set.labels, val_set.source)
+    train_set, val_set, y, y_val = held_out(data, validation, config, space, "the guard")
     extra = None
     if unlabelled is not None:
         extra = read_dataset(unlabelled, text_column=config.text_column, text_pair_column=config.text_pair_column,
                              require_labels=False, model_columns=(config.text_column, None))
-    texts = train_set.texts + (extra.texts if extra else [])
-    pairs = None if train_set.pairs is None else train_set.pairs + (extra.pairs if extra else [])
-    logits = _teacher_logits(teacher, texts, pairs, output, quiet)  # (N, C)
-    decided = space.postprocess(logits[len(train_set.texts):]).decisions  # the unlabelled rows' labels: the teacher's
-    extra_labels = [[space.names[k] for k in np.flatnonzero(row)] if space.multi_label else space.names[row.argmax()]
-                    for row in decided]
-    everything = Dataset(texts, [space.names[k] for k in y] if not space.multi_label else
-                         [[space.names[k] for k in np.flatnonzero(row)] for row in y], train_set.source, pairs,
-                         train_set.text_column)
-    everything.labels += extra_labels
-    labelled = np.arange(len(texts)) < len(train_set.texts)
-    soft = Soft(logits.astype(np.float32), labelled, alpha, temperature)
+    everything, soft = _with_teacher(teacher, train_set, y, extra, space, output, alpha, temperature, quiet)
 
     student_settings = dict(carried | settings)
     student_settings.setdefault("epochs", EPOCHS)
@@ -141,26 +119,23 @@ def distill(teacher: str | Path, data, *, output: str | Path, validation=None, u
     scratch = output.parent / f".{output.name}.distilling"
     started = time.perf_counter()
     try:
-        clf = train(everything, validation=val_set, label_space=space, output=scratch, resume=resume, quiet=quiet,
-                    log_dir=log_dir, mlflow=mlflow, soft=soft, **student_settings)
+        student_clf = train(everything, validation=val_set, label_space=space, output=scratch, resume=resume,
+                            quiet=quiet, log_dir=log_dir, mlflow=mlflow, soft=soft, **student_settings)
     finally:
         if layered is not None:
             shutil.rmtree(layered, ignore_errors=True)
     seconds = time.perf_counter() - started
 
     selection = selection_metric(space, y)
-    teacher_score = metrics(space, space.postprocess(teacher_clf.logits(val_set.texts, val_set.pairs)), y_val)[selection]
-    student_space = clf.label_space
-    student_score = metrics(student_space, student_space.postprocess(clf.logits(val_set.texts, val_set.pairs)), y_val)[selection]
+    teacher_score, student_score = (_score(side, val_set, y_val, selection) for side in (teacher_clf, student_clf))
     lost = 100 * (teacher_score - student_score)
-    name = selection.replace("_", "-")
     if lost > max_loss and not force:
         shutil.rmtree(scratch, ignore_errors=True)
         raise DistillationRefused(
-            f"the student's validation {name} is {student_score:.4f}, {lost:.2f} points under the teacher's "
-            f"{teacher_score:.4f} (--max-loss {max_loss:g}), so nothing was written; train it longer (--epochs), keep "
-            "more layers (--layers), add unlabelled texts (--unlabelled), or keep it anyway with --force")
-    speedup = _speedup(teacher_clf, Classifier.load(scratch, engine="pytorch"), val_set)
+            f"the student's validation {selection.replace('_', '-')} is {student_score:.4f}, {lost:.2f} points under "
+            f"the teacher's {teacher_score:.4f} (--max-loss {max_loss:g}), so nothing was written; train it longer "
+            "(--epochs), keep more layers (--layers), add unlabelled texts (--unlabelled), or keep it anyway with --force")
+    speedup = _speedup(teacher_clf, student_clf, val_set)
     info = read_info(scratch)
     info.data = {"train": path_of(data), "validation": path_of(validation)}  # export validates on these
     if layered is not None:  # the cut teacher is gone: the record names the teacher and its layers instead
@@ -175,6 +150,32 @@ def distill(teacher: str | Path, data, *, output: str | Path, validation=None, u
     write_info(scratch, info)
     replace_folder(scratch, output)
     return Classifier.load(output, engine="pytorch")
+
+
+def _with_teacher(teacher: Path, train_set, y: np.ndarray, extra, space, output: Path, alpha: float, temperature: float,
+                  quiet: bool):
+    """(everything, soft): the labelled rows then the unlabelled ones as one Dataset, the unlabelled ones carrying the
+    teacher's decisions as labels (the head fit reads them), and the teacher's logits for every row (Soft)."""
+    from finebert.data import Dataset
+
+    texts = train_set.texts + (extra.texts if extra else [])
+    pairs = None if train_set.pairs is None else train_set.pairs + (extra.pairs if extra else [])
+    logits = _teacher_logits(teacher, texts, pairs, output, quiet)  # (N, C)
+    given = space.one_hot(y).astype(bool)  # (labelled, C)
+    decided = space.postprocess(logits[len(train_set.texts):]).decisions  # (unlabelled, C): the teacher's labels
+    labels = [[space.names[k] for k in np.flatnonzero(row)] if space.multi_label else space.names[row.argmax()]
+              for row in np.concatenate([given, decided])]
+    everything = Dataset(texts, labels, train_set.source, pairs, train_set.text_column)
+    labelled = np.arange(len(texts)) < len(train_set.texts)  # (N,)
+    return everything, Soft(logits, labelled, alpha, temperature)
+
+
+def _score(clf, val_set, y_val: np.ndarray, selection: str) -> float:
+    """A model's validation score as training selects on it (uncalibrated; its own thresholds for multi-label)."""
+    from finebert.evaluation import metrics
+
+    space = clf.label_space
+    return metrics(space, space.postprocess(clf.logits(val_set.texts, val_set.pairs)), y_val)[selection]
 
 
 def _check(alpha, temperature, max_loss, layers, layer_map, student) -> None:

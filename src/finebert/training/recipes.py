@@ -117,6 +117,24 @@ def selection_metric(space: LabelSpace, y: np.ndarray) -> str:
     return "macro_f1" if imbalanced else "accuracy"
 
 
+def held_out(data, validation, config: TrainConfig, space: LabelSpace, purpose: str):
+    """(train_set, val_set, y, y_val): the training data and the validation data, read once, labels encoded in
+    `space`. Without a validation file, the rows train() would hold out of `data` (the same split function and
+    seed), so that every run of a study, or a teacher and its student, is scored on the same rows. `purpose` ends
+    the message of data too small to hold any out ("scoring trials")."""
+    train_set = as_dataset(data, config)
+    y = space.encode(train_set.labels, train_set.source)
+    if validation is not None:
+        val_set = as_dataset(validation, config)
+    else:
+        rows, val_rows = validation_split(y, config.validation_split, config.validation_max_rows, config.seed)
+        if not val_rows:
+            raise ConfigError(f"{train_set.source}: too few rows to hold out validation data for {purpose}; "
+                              "give a --validation file")
+        train_set, val_set, y = train_set.subset(rows), train_set.subset(val_rows), y[rows]
+    return train_set, val_set, y, space.encode(val_set.labels, val_set.source)
+
+
 def check_data(data, validation, settings: dict) -> None:
     """Reads the data and builds the label space as training would, raising the same errors; for launchers
     that start several training processes (so that bad input is one message, not one per process)."""

@@ -64,9 +64,8 @@ def tune(data: str | Path, *, output: str | Path, trials: int = 20, timeout: flo
     and are not searched. log_dir/mlflow: tracking per trial (finebert.tracking), nested under the study.
     """
     optuna = _import_optuna()
-    from finebert.data import validation_split
     from finebert.model_folder import check_output_folder, check_writable
-    from finebert.training.recipes import as_dataset, prepare_labels, selection_metric
+    from finebert.training.recipes import as_dataset, held_out, prepare_labels, selection_metric
 
     output = Path(output)
     if not isinstance(trials, int) or trials < 1:
@@ -75,18 +74,8 @@ def tune(data: str | Path, *, output: str | Path, trials: int = 20, timeout: flo
         raise ConfigError(f"timeout={timeout!r}: give a positive number of seconds, or leave it unset")
     config = TrainConfig(**settings)  # the fixed settings, checked before anything is read or written
     check_output_folder(output)
-    train_set = as_dataset(data, config)
-    label_space = prepare_labels(train_set, config, sample=False)
-    y = label_space.encode(train_set.labels, train_set.source)
-    if validation is not None:
-        val_set = as_dataset(validation, config)
-    else:  # held out once, so that every trial is scored on the same rows
-        rows, val_rows = validation_split(y, config.validation_split, config.validation_max_rows, config.seed)
-        if not val_rows:
-            raise ConfigError(f"{train_set.source}: too few rows to hold out validation data for scoring trials; "
-                              "give a --validation file")
-        train_set, val_set, y = train_set.subset(rows), train_set.subset(val_rows), y[rows]
-    y_val = label_space.encode(val_set.labels, val_set.source)  # a label the training data lacks: one line, now
+    label_space = prepare_labels(as_dataset(data, config), config, sample=False)
+    train_set, val_set, y, y_val = held_out(data, validation, config, label_space, "scoring trials")
     space_ = _space(space, config, set(settings), len(train_set))
     constant = settings | fixed(space_)
     for_space = searched(space_)
