@@ -123,4 +123,4 @@ def test_a_piped_train_logs_a_line_per_tenth_not_a_redraw_per_batch(tmp_path, re
     assert [line.split("%")[0].removeprefix("training: ").strip() for line in lines] == \
         [str(p) for p in range(10, 101, 10)]  # 90 steps of 8: a line per tenth, not one per step
     assert lines[-1].startswith("training: 100% 720/720 ex [") and "loss=" in lines[-1]
-    assert sum(line.startswith("epoch ") for line in result.stderr.splitlines()) == 2
+    assert sum(line.startswith("epoch ") for line in result.stdout.splitlines()) == 2  # messages: stdout, as tqdm's

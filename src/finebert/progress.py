@@ -25,7 +25,8 @@ def progress_bar(*, total: int | None, desc: str, unit: str, initial: int = 0, d
 
 
 class LogProgress:
-    """tqdm's interface as the commands use it (update, set_postfix, write, close), as lines for a log."""
+    """tqdm's interface as the commands use it (update, set_postfix, write, close), as lines for a log: progress
+    to `file` (standard error), messages to standard output, where tqdm.write puts them."""
 
     def __init__(self, *, total: int | None, desc: str, unit: str, initial: int = 0, file=None):
         self.total, self.desc, self.unit, self.n = total, desc, unit, initial
@@ -48,7 +49,8 @@ class LogProgress:
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def write(self, text: str) -> None:
-        print(text, file=self.file, flush=True)
+        """A message between progress lines: to standard output, as tqdm.write sends it."""
+        print(text, file=sys.stdout, flush=True)
 
     def close(self) -> None:
         if not self.closed and (not self.total or self.n < self.total or self.shown < 10):
@@ -66,4 +68,4 @@ class LogProgress:
         rate = f", {self.n / elapsed:.1f} {self.unit}/s" if elapsed > 0 else ""
         done = f"{100 * self.n / self.total:3.0f}% {self.n}/{self.total}" if self.total else f"{self.n}"
         postfix = f", {self.postfix}" if self.postfix else ""
-        self.write(f"{self.desc}: {done} {self.unit} [{elapsed:.0f}s{rate}{postfix}]")
+        print(f"{self.desc}: {done} {self.unit} [{elapsed:.0f}s{rate}{postfix}]", file=self.file, flush=True)
