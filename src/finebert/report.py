@@ -148,6 +148,14 @@ def _mistakes(space, outputs, y, texts, pairs) -> list[dict]:
     return rows
 
 
+def inline_figures(folder: Path, images: list[str]) -> str:
+    """The PNG files `images` in `folder` as <figure> elements with the pictures inlined (base64): a page that
+    travels alone."""
+    e = html.escape
+    return "".join(f'<figure><img alt="{e(name)}" src="data:image/png;base64,'
+                   f'{base64.b64encode((folder / name).read_bytes()).decode()}"></figure>' for name in images)
+
+
 def _html(report, title: str, folder: Path, images: list[str], mistakes: list[dict]) -> str:
     e = html.escape
     multi = report.problem_type == "multi_label"
@@ -156,9 +164,7 @@ def _html(report, title: str, folder: Path, images: list[str], mistakes: list[di
                 if multi else f"accuracy <b>{report.accuracy:.4f}</b> · macro-F1 {report.f1:.4f}")
     rows = "".join(f"<tr><td>{e(name)}</td><td>{v['precision']:.4f}</td><td>{v['recall']:.4f}</td>"
                    f"<td>{v['f1']:.4f}</td><td>{v['support']}</td></tr>" for name, v in report.per_class.items())
-    figures = "".join(
-        f'<figure><img alt="{e(name)}" src="data:image/png;base64,{base64.b64encode((folder / name).read_bytes()).decode()}">'
-        f"</figure>" for name in images)
+    figures = inline_figures(folder, images)
     wrong = "".join(f"<tr><td>{m['sureness']:.3f}</td><td>{e(m['true'])}</td><td>{e(m['predicted'])}</td>"
                     f"<td>{e(m['text'][:400])}</td></tr>" for m in mistakes) or '<tr><td colspan="4">none</td></tr>'
     t = c.get("temperature")

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 from pathlib import Path
@@ -124,9 +123,10 @@ def _bars(importances: dict[str, float]):
 
 
 def _html(records: list[dict], objective: str, columns: list[str], report: Path, images: list[str]) -> str:
+    from finebert.report import inline_figures
+
     e = html.escape
-    figures = "".join(f'<figure><img alt="{e(n)}" src="data:image/png;base64,'
-                      f'{base64.b64encode((report / n).read_bytes()).decode()}"></figure>' for n in images)
+    figures = inline_figures(report, images)
     head = "".join(f"<th>{e(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{e(_cell(r.get(c)))}</td>" for c in columns) + "</tr>" for r in records)
     return f"""<!doctype html>
@@ -172,10 +172,6 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def progress(study, total: int, quiet: bool) -> Progress:
-    return Progress(study, total, quiet)
 
 
 def describe_trial(record: dict, objective: str, names: list[str]) -> str:

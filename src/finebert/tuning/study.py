@@ -144,7 +144,7 @@ def tune(data: str | Path, *, output: str | Path, trials: int = 20, timeout: flo
             raise optuna.TrialPruned(f"pruned at epoch {history[-1]['epoch']}")
         return value
 
-    bar = results.progress(the_study, trials, quiet)
+    bar = results.Progress(the_study, trials, quiet)
     while results.count_finished(the_study) < trials and _time_left(timeout, started) != 0:
         if failures[0] >= MAX_FAILURES:
             last = the_study.trials[-1].user_attrs.get("error", "")
