@@ -1,12 +1,13 @@
 """`finebert distill` on SST-2: teacher and student side by side, in one run.
 
-    python benchmarks/distill.py [--rows 8000] [--unlabelled 20000] [--layers 3] [--emulate-avx2]
+    python benchmarks/distill.py [--rows 8000] [--unlabelled 20000] [--layers 3] [--emulate-avx2] [--reuse]
 
 Teacher: the default command on the first ROWS sentences of SST-2 train. Student: `finebert distill` with LAYERS
 of its layers, the next UNLABELLED sentences of SST-2 train given as unlabelled text (their labels never read).
 Both are scored on SST-2 dev (872 sentences); both are exported (`finebert export`, the guarded int8 path) and
 their engines timed in turn on the dev sentences plus 949 long train sentences, with the HF pipeline on the teacher
 as the baseline (benchmarks/inference_speed.py's texts and timing: rounds in turn, each side's best pass).
+--reuse keeps the teacher and student of an earlier run (runs/distill/) and exports and times them again.
 """
 
 import argparse
@@ -26,26 +27,29 @@ def main() -> None:
     parser.add_argument("--unlabelled", type=int, default=20000)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--emulate-avx2", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="export and time the models of an earlier run again")
     args = parser.parse_args()
     print(cpu_description(emulate_avx2() if args.emulate_avx2 else None))
     work = CACHE / "distill"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    rows = read_tsv(SST2 / "train.tsv", args.rows + args.unlabelled)
-    with open(work / "train.tsv", "w", encoding="utf-8") as f:
-        f.write("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows[:args.rows]))
-    (work / "unlabelled.txt").write_text("".join(f"{t}\n" for t, _ in rows[args.rows:]), encoding="utf-8")
     finebert = [sys.executable, "-m", "finebert"]
-
-    started = time.perf_counter()
-    subprocess.run([*finebert, "train", str(work / "train.tsv"), "-o", str(work / "teacher"), "-q"], check=True)
-    teacher_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    subprocess.run([*finebert, "distill", str(work / "teacher"), str(work / "train.tsv"), "-o", str(work / "student"),
-                    "--layers", str(args.layers), "--unlabelled", str(work / "unlabelled.txt"), "--force"], check=True)
-    student_seconds = time.perf_counter() - started
+    teacher_seconds = student_seconds = float("nan")
+    if not (args.reuse and (work / "student" / "finebert.json").is_file()):
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        rows = read_tsv(SST2 / "train.tsv", args.rows + args.unlabelled)
+        with open(work / "train.tsv", "w", encoding="utf-8") as f:
+            f.write("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows[:args.rows]))
+        (work / "unlabelled.txt").write_text("".join(f"{t}\n" for t, _ in rows[args.rows:]), encoding="utf-8")
+        started = time.perf_counter()
+        subprocess.run([*finebert, "train", str(work / "train.tsv"), "-o", str(work / "teacher"), "-q"], check=True)
+        teacher_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        subprocess.run([*finebert, "distill", str(work / "teacher"), str(work / "train.tsv"), "-o",
+                        str(work / "student"), "--layers", str(args.layers), "--unlabelled", str(work / "unlabelled.txt"),
+                        "--force"], check=True)
+        student_seconds = time.perf_counter() - started
     for side in ("teacher", "student"):
-        subprocess.run([*finebert, "export", str(work / side)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*finebert, "export", str(work / side)], check=True)
 
     from transformers import pipeline
 

@@ -97,6 +97,10 @@ def main():
         print(f"{name:34s} {speed:8.1f} {speed / reference:8.2f}x {accuracy:8.4f} "
               f"{100 * (accuracy - torch_accuracy):+7.2f}pt {lat_text}")
     print(f"onnx-int8 vs pipeline batch_size=32 within each round: {', '.join(f'{r:.2f}x' for r in per_round)}")
+    info = classifiers["finebert pytorch"].info
+    int8 = info.engines.get("onnx-int8", {})
+    print(f"engine `auto` chose: {info.default_engine}; export's int8 graph: smoothing {int8.get('smoothing')}, "
+          f"{len(int8.get('fp32_nodes') or [])} products in fp32, {len(int8.get('tries', [])) or 1} graphs tried")
     pooling = classifiers["finebert pytorch"].config.pooling
     if pooling != "cls":  # transformers' classes read [CLS] through BERT's pooler: the same encoder, another head
         print(f"This model pools by {pooling!r}, which transformers' BERT classes cannot express: the pipeline "

@@ -10,17 +10,23 @@ if it loses at most `max_loss` points of the task's score against PyTorch fp32 (
 for multi-label models), its calibrated probabilities differ from PyTorch's by at most `max_prob_diff`,
 and its ECE stays within ECE_SLACK of PyTorch's. Each engine gets its own temperature (calibration.py),
 fitted on the same data. The figures go to finebert.json.
+
+Where the whole graph in int8 fails that guard, export tries int8 graphs that stay closer to fp32, in turn
+(quantization.candidates): the graph with its activation outliers smoothed into the weights, then that graph with its
+1, 2, 4, ... most sensitive matrix products in fp32. The first that passes becomes the int8 engine; if none does,
+the whole-graph int8 file is kept (usable by name, not by default). finebert.json records each try.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
 
-from finebert import model_folder
+from finebert import model_folder, quantization
 from finebert.calibration import calibrate
 from finebert.errors import DataError, MissingExtraError
 from finebert.evaluation import metrics
@@ -48,29 +54,13 @@ def export(folder: str | Path, *, int8: bool = True, validate: str | Path | None
         _to_onnx(folder, info, raw)
         _optimize(raw, fp32, reference.engine.model.encoder.config)
         built = ["onnx-fp32"]
+        judge = _Judge(folder, info.label_space, data, y, measure, reference, max_loss, max_prob_diff)
+        engines, calibration = {}, {}
+        engines["pytorch"], calibration["pytorch"] = judge("pytorch")
+        engines["onnx-fp32"], calibration["onnx-fp32"] = judge("onnx-fp32", fp32)
         if int8:
-            _quantize(fp32, tmp / ENGINE_FILES["onnx-int8"])
+            engines["onnx-int8"], calibration["onnx-int8"] = _guarded_int8(fp32, tmp, judge, reference, data)
             built.append("onnx-int8")
-
-        runners = {"pytorch": reference} | {
-            name: Classifier.load(folder, engine=name, engine_file=tmp / ENGINE_FILES[name]) for name in built}
-        logits = {name: clf.logits(data.texts, data.pairs) for name, clf in runners.items()}
-        calibration = {name: calibrate(info.label_space, z, y) for name, z in logits.items()}
-        probs = {name: info.label_space.postprocess(z, calibration[name]["temperature"]).probabilities
-                 for name, z in logits.items()}
-        engines = {}
-        for name, z in logits.items():
-            engines[name] = metrics(info.label_space, info.label_space.postprocess(z), y)
-            engines[name]["ece"] = calibration[name]["ece_after"]
-        base = engines["pytorch"]
-        for name in built:
-            e = engines[name]
-            e.update(file=ENGINE_FILES[name], loss_points=round(100 * (base[measure] - e[measure]), 2),
-                     max_prob_diff=round(float(abs(probs[name] - probs["pytorch"]).max()), 4))
-            # int8 BERT models can collapse: an engine is trusted only if its score, its probabilities
-            # and its calibration all stay close to PyTorch's
-            e["validated"] = (e["loss_points"] <= max_loss and e["max_prob_diff"] <= max_prob_diff
-                              and e["ece"] <= base["ece"] + ECE_SLACK)
         engines["validation"] = {"examples": len(y), "measure": measure, "max_loss_points": max_loss,
                                  "max_prob_diff": max_prob_diff, "ece_slack": ECE_SLACK}
         default = next((n for n in ("onnx-int8", "onnx-fp32") if engines.get(n, {}).get("validated")), "pytorch")
@@ -143,13 +133,70 @@ def _optimize(source: Path, target: Path, config) -> None:
     optimized.save_model_to_file(str(target))
 
 
-def _quantize(source: Path, target: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+class _Judge:
+    """judge(name, file) -> (figures, calibration) of one engine on the validation data: its metrics and ECE, and
+    for an ONNX engine the points lost and the largest probability change against PyTorch (judged first), and
+    whether that keeps it close enough to be trusted (`validated`)."""
 
-    # Fused contrib ops (Attention, SkipLayerNorm) defeat shape inference: tell it activations are float.
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    def __init__(self, folder: Path, space, data, y, measure: str, reference: Classifier, max_loss: float,
+                 max_prob_diff: float):
+        self.folder, self.space, self.data, self.y, self.measure = folder, space, data, y, measure
+        self.reference, self.max_loss, self.max_prob_diff = reference, max_loss, max_prob_diff
+        self.base = self.base_probs = None
+
+    def __call__(self, name: str, file: Path | None = None):
+        clf = self.reference if name == "pytorch" else Classifier.load(self.folder, engine=name, engine_file=file)
+        z = clf.logits(self.data.texts, self.data.pairs)  # (N, C)
+        calibration = calibrate(self.space, z, self.y)
+        probs = self.space.postprocess(z, calibration["temperature"]).probabilities  # (N, C)
+        e = metrics(self.space, self.space.postprocess(z), self.y)
+        e["ece"] = calibration["ece_after"]
+        if name == "pytorch":
+            self.base, self.base_probs = e, probs
+            return e, calibration
+        e.update(file=ENGINE_FILES[name], loss_points=round(100 * (self.base[self.measure] - e[self.measure]), 2),
+                 max_prob_diff=round(float(abs(probs - self.base_probs).max()), 4))
+        # int8 BERT models can collapse: an engine is trusted only if its score, its probabilities
+        # and its calibration all stay close to PyTorch's
+        e["validated"] = (e["loss_points"] <= self.max_loss and e["max_prob_diff"] <= self.max_prob_diff
+                          and e["ece"] <= self.base["ece"] + ECE_SLACK)
+        return e, calibration
+
+
+def _guarded_int8(fp32: Path, tmp: Path, judge: _Judge, reference: Classifier, data):
+    """Judges quantization.candidates in turn and leaves the first that passes (else the whole-graph one) at
+    tmp/model.int8.onnx: (its figures, with how it was made and every try, its calibration)."""
+    target = tmp / ENGINE_FILES["onnx-int8"]
+    work = tmp / "int8"
+    work.mkdir()
+    tries, chosen = [], None
+    for how, path in quantization.candidates(fp32, work, _sample_batches(reference, data)):
+        e, cal = judge("onnx-int8", path)
+        tries.append({"smoothing": how["smoothing"], "fp32_nodes": len(how["fp32_nodes"]),
+                      "loss_points": e["loss_points"], "max_prob_diff": e["max_prob_diff"], "validated": e["validated"]})
+        if chosen is None:  # the whole graph: kept if nothing passes
+            shutil.copyfile(path, target)
+            chosen = e | how, cal
+        if e["validated"]:
+            shutil.copyfile(path, target)
+            chosen = e | how, cal
+            break
+    figures, calibration = chosen
+    figures["tries"] = tries
+    return figures, calibration
+
+
+def _sample_batches(clf: Classifier, data) -> list[dict]:
+    """Padded model inputs for the first quantization.SAMPLE validation texts, in batches of similar length."""
+    from finebert.engines import length_batches
+
+    n = quantization.SAMPLE
+    encoded = clf.encode(data.texts[:n], None if data.pairs is None else data.pairs[:n])
+    batches = []
+    for idx in length_batches(encoded.chunk_lengths(), clf.config.eval_batch_size):
+        type_ids = None if encoded.type_ids is None else [encoded.type_ids[i] for i in idx]
+        batches.append(clf.tokenizer.pad([encoded.ids[i] for i in idx], type_ids))
+    return batches
 
 
 def _validation_data(clf: Classifier, validate, text_column, label_column):

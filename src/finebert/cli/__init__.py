@@ -379,9 +379,20 @@ def export(
         if name in engines:
             e = engines[name]
             verdict = "ok" if e["validated"] else "too far from PyTorch, not used by default"
-            typer.echo(f"{name}: {label} {e[measure]:.4f} ({e['loss_points']:+.2f} points lost), largest probability "
-                       f"difference {e['max_prob_diff']:.4f}, ECE {e['ece']:.4f}: {verdict}")
+            typer.echo(f"{name}{_int8_how(e)}: {label} {e[measure]:.4f} ({e['loss_points']:+.2f} points lost), largest "
+                       f"probability difference {e['max_prob_diff']:.4f}, ECE {e['ece']:.4f}: {verdict}")
     typer.echo(f"default engine: {info.default_engine}")
+
+
+def _int8_how(figures: dict) -> str:
+    """How export made its int8 engine, when it took more than the whole graph in int8."""
+    parts = [f"smoothed (alpha {figures['smoothing']})"] if figures.get("smoothing") else []
+    if figures.get("fp32_nodes"):
+        parts.append(f"{len(figures['fp32_nodes'])} of its matrix products in fp32")
+    tried = len(figures.get("tries", [])) - 1
+    if not parts and tried <= 0:
+        return ""
+    return f" ({', '.join(parts) or 'whole graph'}; {tried + 1} tried)"
 
 
 @app.command()
