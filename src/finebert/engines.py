@@ -6,6 +6,7 @@
     engine.workers                                    batches it scores at once, one per thread (1: one at a
                                                       time; more: engine.one_thread_logits() runs them)
     length_batches(lengths, batch_size, max_added_padding)   -> chunk indices, batch by batch
+    padded(tokenizer, encoded, idx)                   -> the model inputs of chunks idx, padded to their longest
     run_chunks(run, tokenizer, encoded, batches)      -> (n_chunks, D): run(batch) -> (B, D) over every chunk
     score(engine, tokenizer, encoded, batch_size)     -> (N, C) logits, one row per text (chunks pooled)
 
@@ -149,12 +150,17 @@ def length_batches(lengths, batch_size: int, max_added_padding: int | None = Non
     return batches
 
 
+def padded(tokenizer, encoded, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """The model inputs, each (b, T), of the chunks `idx` of an `Encoded`, padded to the longest of them."""
+    type_ids = None if encoded.type_ids is None else [encoded.type_ids[i] for i in idx]
+    return tokenizer.pad([encoded.ids[i] for i in idx], type_ids)
+
+
 def run_chunks(run, tokenizer, encoded, batches: list[np.ndarray], workers: int = 1) -> np.ndarray:
     """(n_chunks, D): `run(batch)` -> (B, D) over every chunk of an `Encoded`, batch by batch (`batches`: chunk
     indices, from length_batches), in input order. With workers > 1, `run` is called from that many threads at once."""
     def padded_run(idx):
-        type_ids = None if encoded.type_ids is None else [encoded.type_ids[i] for i in idx]
-        return run(tokenizer.pad([encoded.ids[i] for i in idx], type_ids))  # (b, D)
+        return run(padded(tokenizer, encoded, idx))  # (b, D)
 
     out = None
     with ThreadPoolExecutor(workers) as pool:

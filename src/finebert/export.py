@@ -174,12 +174,10 @@ def _guarded_int8(fp32: Path, tmp: Path, judge: _Judge, reference: Classifier, d
         e, cal = judge("onnx-int8", path)
         tries.append({"smoothing": how["smoothing"], "fp32_nodes": len(how["fp32_nodes"]),
                       "loss_points": e["loss_points"], "max_prob_diff": e["max_prob_diff"], "validated": e["validated"]})
-        if chosen is None:  # the whole graph: kept if nothing passes
+        if e["validated"] or chosen is None:  # the first graph (the whole one) is kept if nothing passes
             shutil.copyfile(path, target)
             chosen = e | how, cal
         if e["validated"]:
-            shutil.copyfile(path, target)
-            chosen = e | how, cal
             break
     figures, calibration = chosen
     figures["tries"] = tries
@@ -188,15 +186,12 @@ def _guarded_int8(fp32: Path, tmp: Path, judge: _Judge, reference: Classifier, d
 
 def _sample_batches(clf: Classifier, data) -> list[dict]:
     """Padded model inputs for the first quantization.SAMPLE validation texts, in batches of similar length."""
-    from finebert.engines import length_batches
+    from finebert.engines import length_batches, padded
 
     n = quantization.SAMPLE
     encoded = clf.encode(data.texts[:n], None if data.pairs is None else data.pairs[:n])
-    batches = []
-    for idx in length_batches(encoded.chunk_lengths(), clf.config.eval_batch_size):
-        type_ids = None if encoded.type_ids is None else [encoded.type_ids[i] for i in idx]
-        batches.append(clf.tokenizer.pad([encoded.ids[i] for i in idx], type_ids))
-    return batches
+    batches = length_batches(encoded.chunk_lengths(), clf.config.eval_batch_size)
+    return [padded(clf.tokenizer, encoded, idx) for idx in batches]
 
 
 def _validation_data(clf: Classifier, validate, text_column, label_column):

@@ -144,7 +144,8 @@ def smooth(source: Path, target: Path, batches: list[dict], alpha: float = SMOOT
 def sensitive_nodes(source: Path, batches: list[dict]) -> list[str]:
     """The names of the graph's products, most sensitive to int8 first: each one's relative output error
     ||x'W' - xW|| / ||xW|| over the batches, with x' quantized as ONNX Runtime's dynamic quantization does
-    (uint8, one scale per tensor per call) and W' as `quantize` does (int8, symmetric, one scale per column)."""
+    (uint8, one scale per tensor per call) and W' as signed int8, symmetric, one scale per column (`quantize`'s
+    weights on VNNI CPUs; its unsigned weights elsewhere round alike, and the ranking is all that is used)."""
     import onnx
     from onnx import numpy_helper
 
