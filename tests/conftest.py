@@ -48,6 +48,15 @@ def cli(*args, stdin: str | None = None, check: bool = False) -> CliResult:
     return result
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (for servers started by tests)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

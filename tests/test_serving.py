@@ -2,7 +2,6 @@
 
 import concurrent.futures
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -10,15 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import cli
+from conftest import cli, free_port
 
 KEY = {"X-API-Key": "test-key"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(folder, *extra):

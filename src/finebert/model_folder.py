@@ -188,6 +188,17 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read a megabyte at a time."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fsync_folder(folder: Path) -> None:
     for path in folder.rglob("*"):
         if path.is_file():

@@ -139,6 +139,7 @@ class Service:
         self.worker: asyncio.Task | None = None  # started with the app (lifespan)
         self.explaining = asyncio.Lock()  # one explanation at a time: integrated gradients are heavy
         self.example = '{"texts": [{"text": "...", "text_pair": "..."}]}' if classifier.pairs else '{"texts": ["..."]}'
+        self.route = "POST /predict"  # where `example` goes, for the messages of requests gone astray
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
@@ -263,7 +264,8 @@ async def _invalid_body(request: Request, exc: RequestValidationError):
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException):  # 404, 405, a malformed body (400)
-    return error(exc.status_code, f"{exc.detail}; send {_service(request).example} to POST /predict")
+    service = _service(request)
+    return error(exc.status_code, f"{exc.detail}; send {service.example} to {service.route}")
 
 
 async def _internal_error(request: Request, exc: Exception):  # a bug, not bad input: still JSON, the server stays up
@@ -275,13 +277,19 @@ def create_app(classifier, *, api_key: str | None = None, limits: Limits | None 
     service = Service(classifier, limits or Limits())
     app = FastAPI(title="finebert", version=__version__, lifespan=service.lifespan,
                   description=f"Text classification with labels: {', '.join(classifier.labels)}")
+    return finish_app(app, service, router, api_key=api_key, protected=("/predict", "/explain", "/info"))
+
+
+def finish_app(app: FastAPI, service, router: APIRouter, *, api_key: str | None, protected: tuple[str, ...]) -> FastAPI:
+    """The routes, the one shape of every error, and the guard (API key on the paths that start with one of
+    `protected`, body size limit) of a finebert app; `service` (app.state.service) has .limits, .example, .route."""
     app.state.service = service
     app.include_router(router)
     app.add_exception_handler(Refusal, _refused)
     app.add_exception_handler(RequestValidationError, _invalid_body)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
-    app.add_middleware(_Guard, limits=service.limits, api_key=api_key)
+    app.add_middleware(_Guard, limits=service.limits, api_key=api_key, protected=protected)
     return app
 
 
@@ -290,8 +298,8 @@ class _Guard:
     limit, checked on Content-Length and on the bytes that arrive (a chunked body has no Content-Length):
     the body is read here, up to the limit, and handed on to the app."""
 
-    def __init__(self, app, *, limits: Limits, api_key: str | None):
-        self.app, self.limits, self.api_key = app, limits, api_key
+    def __init__(self, app, *, limits: Limits, api_key: str | None, protected: tuple[str, ...]):
+        self.app, self.limits, self.api_key, self.protected = app, limits, api_key, protected
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -301,7 +309,7 @@ class _Guard:
         length = headers.get(b"content-length", b"0")
         if length.isdigit() and int(length) > limit:
             return await error(413, f"request body is {int(length)} bytes; the limit is {limit}")(scope, receive, send)
-        if self.api_key and scope["path"] in ("/predict", "/explain", "/info"):
+        if self.api_key and scope["path"].startswith(self.protected):
             if not secrets.compare_digest(headers.get(b"x-api-key", b""), self.api_key.encode()):
                 response = error(401, "missing or wrong API key; send it in the X-API-Key header")
                 return await response(scope, receive, send)

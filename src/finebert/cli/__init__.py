@@ -12,6 +12,7 @@
     finebert explain MODEL TEXT           word attributions (integrated gradients), coloured
     finebert audit DATA                   rows whose label is probably wrong (k-fold + confident learning)
     finebert serve MODEL                  HTTP API and web page
+    finebert label POOL -o PROJECT        label texts in a web page, the model choosing which next
 
 Nothing here imports torch at module level, so `finebert --help` stays fast.
 """
@@ -429,6 +430,43 @@ def serve(
     run(model, host=host, port=port, api_key=api_key, engine=engine, workers=workers,
         on_ready=lambda: typer.echo(f"serving {model} at http://{host}:{port}/ (API docs at /docs); Ctrl+C stops",
                                     err=True))
+
+
+@app.command()
+def label(
+    pool: Optional[Path] = typer.Argument(None, help="Texts to label: .txt (one per line), .csv or .jsonl (a text "
+                                                     "column). Left out: resume the project in --output."),
+    output: Path = typer.Option(..., "--output", "-o", help="The project folder: labels.jsonl, the queue, model/."),
+    labels: Optional[str] = typer.Option(None, help="The labels, comma-separated, in the order of keys 1-9, e.g. "
+                                                    "negative,positive."),
+    seed_data: Optional[Path] = typer.Option(None, help="A labelled file to start from (read when the project starts)."),
+    multi_label: Optional[bool] = typer.Option(None, "--multi-label", help="Several labels per text."),
+    strategy: Optional[str] = typer.Option(None, help="random (default: a seeded shuffle, which measured best so far) or active (the model chooses)."),
+    candidates: Optional[int] = typer.Option(None, help="A larger pool offers a seeded sample of this many texts "
+                                                        "(default 20000)."),
+    model: Optional[str] = typer.Option(None, "--model", help="The backbone to fine-tune (default: the built-in one)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (default 42)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    api_key: Optional[str] = typer.Option(None, envvar="FINEBERT_API_KEY", help="Require this key in the X-API-Key header."),
+    fine_tune: bool = typer.Option(True, help="Fine-tune in the background now and then (--no-fine-tune: the fast head only)."),
+):
+    """Label POOL in a web page, the model choosing which text next and training while you label."""
+    from finebert.config import parse_names
+    from finebert.labelling.server import label as run
+
+    def ready(session):
+        progress = session.progress()
+        typer.echo(f"labelling {progress['offered']} texts with {', '.join(progress['labels'])} "
+                   f"({progress['labelled']} labelled so far) at http://{host}:{port}/ ; Ctrl+C stops, "
+                   f"run the same command to go on", err=True)
+
+    def embedding(n):
+        typer.echo(f"embedding {n} texts with the backbone (once: they are cached in {output})", err=True)
+
+    run(pool, output, labels=parse_names(labels) if labels else None, seed_data=seed_data, host=host, port=port,
+        api_key=api_key, fine_tune=fine_tune, on_ready=ready, on_embed=embedding, multi_label=multi_label, strategy=strategy,
+        candidates=candidates, model=model, seed=seed)
 
 
 def main() -> None:

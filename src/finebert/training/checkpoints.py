@@ -25,7 +25,7 @@ import numpy as np
 
 from finebert.config import TrainConfig
 from finebert.errors import ConfigError
-from finebert.model_folder import fsync_folder, writing
+from finebert.model_folder import fsync_folder, sha256, writing
 from finebert.training.optim import UsedRows
 from finebert.training.recipes import Task
 
@@ -46,7 +46,7 @@ def save(output: Path, step: int, tensors: dict, state: dict) -> Path:
     with writing(tmp, full_disk=f"{root}: no space left on the disk for a checkpoint; free some space and run the "
                                 "same command with --resume (the last checkpoint is unchanged)"):
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "tensors.safetensors"))
-        state = dict(state, tensors_sha256=_sha256(tmp / "tensors.safetensors"))
+        state = dict(state, tensors_sha256=sha256(tmp / "tensors.safetensors"))
         (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
         fsync_folder(tmp)
         shutil.rmtree(final, ignore_errors=True)
@@ -65,7 +65,7 @@ def latest(output: Path) -> tuple[dict, dict, Path] | None:
     for folder in sorted((Path(output) / FOLDER).glob("step-*"), reverse=True):
         try:
             state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-            if _sha256(folder / "tensors.safetensors") != state.get("tensors_sha256"):
+            if sha256(folder / "tensors.safetensors") != state.get("tensors_sha256"):
                 raise ValueError("tensors do not match their checksum")
             tensors = load_file(str(folder / "tensors.safetensors"))
         except (OSError, ValueError, KeyError) as e:
@@ -78,14 +78,6 @@ def latest(output: Path) -> tuple[dict, dict, Path] | None:
 
 def exist(output: Path) -> bool:
     return any((Path(output) / FOLDER).glob("step-*"))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- a run's state <-> a checkpoint ----------------------------------------------------------------
