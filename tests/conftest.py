@@ -57,6 +57,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_finebert(*args, ready: str, tries: int = 240):
+    """`finebert ARGS --port P` in a child process; (process, url) once GET `ready` answers 200 (or 401: a key is
+    needed). The process's output is the error if it exits first."""
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "finebert"), *map(str, args), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(tries):
+        try:
+            if httpx.get(url + ready, timeout=1).status_code in (200, 401):
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stdout.read())
+        time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError(f"finebert {args[0]} did not start in {tries / 4:.0f} s")
+
+
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

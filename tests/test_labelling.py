@@ -4,8 +4,6 @@ Chromium, and a kill -9 that loses no label."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,9 +11,8 @@ import httpx
 import numpy as np
 import pytest
 from browser import CHROMIUM, Browser
-from conftest import cli, free_port, sst2_rows, write_csv
+from conftest import cli, sst2_rows, start_finebert, write_csv
 
-FINEBERT = str(Path(sys.executable).parent / "finebert")
 LABELS = "negative,positive"
 
 
@@ -30,21 +27,7 @@ def pool(tmp_path_factory) -> tuple[Path, list[str]]:
 
 def start(project, *args):
     """`finebert label ... -o project` in a child process; (process, url) once it answers."""
-    port = free_port()
-    proc = subprocess.Popen([FINEBERT, "label", *map(str, args), "-o", str(project), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(480):
-        try:
-            if httpx.get(url + "/api/progress", timeout=1).status_code in (200, 401):
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stdout.read())
-        time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError("finebert label did not start in 2 minutes")
+    return start_finebert("label", *args, "-o", project, ready="/api/progress", tries=480)
 
 
 def stop(proc):

@@ -4,32 +4,16 @@ import concurrent.futures
 import shutil
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import cli, free_port
+from conftest import cli, start_finebert
 
 KEY = {"X-API-Key": "test-key"}
 
 
 def start_server(folder, *extra):
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "finebert"), "serve", str(folder), "--port", str(port),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stdout.read())
-        time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError("server did not start in 60 s")
+    return start_finebert("serve", folder, *extra, ready="/health")
 
 
 @pytest.fixture(scope="module")

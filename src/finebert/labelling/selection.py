@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-NAME_TEMPERATURE = 0.05  # the label names' guess: softmax of cosine similarities divided by this
+NAME_TEMPERATURE = 0.05  # the label names' guess: cosine similarities divided by this are its logits
 RARE_SHARE = 0.25  # of each batch, for the labels with fewest answers (when classes are imbalanced) ...
 IMBALANCED = 1.5  # ... that is, when the most answered label has this many times the answers of the least
 UNCERTAINTY_FLOOR, UNCERTAINTY_POWER = 0.1, 1.0  # a cluster's text: typicality x (floor + uncertainty) ** power
@@ -27,17 +27,13 @@ NEIGHBOURS = 20  # typicality: 1 / the mean distance to this many nearest neighb
 SAMPLE = 5000  # k-means and the neighbours are found among a seeded sample of this many rows of a larger pool
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def name_guess(features: np.ndarray, name_features: np.ndarray, multi_label: bool = False) -> np.ndarray:
-    """(N, C) probabilities from the label names alone: how near each text (N, H) lies to each name (C, H)."""
+def name_guess(features: np.ndarray, name_features: np.ndarray, space) -> np.ndarray:
+    """(N, C) probabilities from the label names alone: how near each text (N, H) lies to each name (C, H), as
+    logits through the label space's one step (softmax; multi-label: sigmoids, above the text's mean similarity)."""
     similarity = features @ name_features.T  # (N, C) cosines
-    if multi_label:  # each label on its own: above the text's mean similarity counts as "on"
-        return 1 / (1 + np.exp(-(similarity - similarity.mean(axis=1, keepdims=True)) / NAME_TEMPERATURE))
-    return softmax(similarity / NAME_TEMPERATURE)
+    if space.multi_label:
+        similarity = similarity - similarity.mean(axis=1, keepdims=True)
+    return space.postprocess(similarity / NAME_TEMPERATURE).probabilities
 
 
 def uncertainty(probs: np.ndarray, multi_label: bool = False) -> np.ndarray:

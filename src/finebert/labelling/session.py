@@ -142,7 +142,7 @@ class Session:
         if self.cold(y):  # each label's centroid: its name and the texts given it
             centroids = names + y.T @ x[index]  # (C, H)
             centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-            return selection.name_guess(rows, centroids, self.space.multi_label)
+            return selection.name_guess(rows, centroids, self.space)
         return _fit_head(x[index], y, self.space.multi_label).predict(rows)
 
     def cold(self, y: np.ndarray) -> bool:
